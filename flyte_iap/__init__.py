@@ -1,0 +1,32 @@
+"""flyte-iap: Google ID tokens for Flyte clients behind Identity-Aware Proxy.
+
+Example::
+
+    import flyte_iap
+
+    token = flyte_iap.get_user_id_token("123-web.apps.googleusercontent.com")
+
+The package root stays import-cheap: public names are loaded on first use (PEP 562), so
+``flyte-iap token`` on a warm cache never pays for google-auth, requests or click.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+#: public name -> module that defines it
+_LAZY: dict[str, str] = {}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'flyte_iap' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

@@ -1,0 +1,119 @@
+"""The ``flyte-iap`` console script: a cached token is printed before click is even imported.
+
+flytekit and flytectl run the proxy command at least twice per ``pyflyte`` call and again after every
+401, so a warm ``flyte-iap token`` must cost little more than starting Python. This module answers the
+token commands from the cache with the standard library alone; anything it does not fully understand
+(an unknown option, a miss, an expiring token, a cache warning) falls through to the click CLI in
+:mod:`flyte_iap.cli`, which does the same thing the slow way and reports any problem properly.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+
+# option name -> (canonical key, takes a value). Flags the fast path does not know send it to click.
+_USER_OPTIONS = {
+    "--audience": "audience",
+    "--client-id": "client_id",
+    "--min-valid": "min_valid",
+    # accepted and irrelevant for a cache hit:
+    "--client-secret": None,
+    "--client-secrets-file": None,
+    "--client-secret-gcp-secret": None,
+    "--store": None,
+    "--port": None,
+    "--timeout": None,
+}
+_COMPAT_USER_OPTIONS = {
+    "--webapp_client_id": "audience",
+    "--desktop_client_id": "client_id",
+    "--desktop_client_secret_gcp_secret_name": None,
+    "--project": None,
+}
+_ENV = {
+    "audience": "FLYTE_IAP_AUDIENCE",
+    "client_id": "FLYTE_IAP_CLIENT_ID",
+    "min_valid": "FLYTE_IAP_MIN_VALID",
+}
+_DEFAULT_MIN_VALID = 300.0
+
+
+def _parse(args: list[str], table: dict[str, str | None]) -> dict[str, str] | None:
+    """Parse ``--opt value`` / ``--opt=value`` pairs; ``None`` on anything unexpected."""
+    out: dict[str, str] = {}
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        name, eq, value = arg.partition("=")
+        if name not in table:
+            return None
+        if not eq:
+            i += 1
+            if i >= len(args):
+                return None
+            value = args[i]
+        key = table[name]
+        if key is not None:
+            out[key] = value
+        i += 1
+    return out
+
+
+def _user_token(args: list[str], table: dict[str, str | None]) -> str | None:
+    opts = _parse(args, table)
+    if opts is None:
+        return None
+    for key, env in _ENV.items():
+        if key not in opts and os.environ.get(env):
+            opts[key] = os.environ[env]
+    audience = opts.get("audience")
+    if not audience:
+        return None
+    try:
+        min_valid = float(opts.get("min_valid", _DEFAULT_MIN_VALID))
+    except ValueError:
+        return None
+
+    from flyte_iap.cache import TokenCache
+    from flyte_iap.idtoken import check_id_token
+
+    cache = TokenCache()
+    if opts.get("client_id"):
+        record = cache.read("user", audience, opts["client_id"])
+    else:
+        found = cache.find("user", audience)
+        record = found[0] if found else None
+    if record is None or cache.warnings or not isinstance(record.get("id_token"), str):
+        return None
+    check_id_token(record["id_token"], audience, min_valid=min_valid)
+    return record["id_token"]
+
+
+#: command name -> function returning a cached token or None. Other token commands register here.
+FAST_COMMANDS: dict[str, Callable[[list[str]], str | None]] = {
+    "token": lambda args: _user_token(args, _USER_OPTIONS),
+    "generate-user-id-token": lambda args: _user_token(args, _COMPAT_USER_OPTIONS),
+}
+
+
+def main() -> None:
+    """Entry point of the ``flyte-iap`` console script."""
+    argv = sys.argv[1:]
+    if argv and argv[0] in FAST_COMMANDS and os.environ.get("FLYTE_IAP_NO_FAST_PATH") != "1":
+        try:
+            token = FAST_COMMANDS[argv[0]](argv[1:])
+        except Exception:  # any doubt goes to the slow path, which reports it properly
+            token = None
+        if token:
+            sys.stdout.write(token + "\n")
+            sys.stdout.flush()
+            return
+    from flyte_iap.cli import main as cli_main
+
+    cli_main()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,275 @@
+"""The token store: one small JSON file per (kind, audience, principal), safe across processes.
+
+Example::
+
+    from flyte_iap.cache import TokenCache
+
+    cache = TokenCache()                       # FLYTE_IAP_CACHE_DIR or the XDG cache dir
+    with cache.lock("user", audience, client_id):
+        record = cache.read("user", audience, client_id) or {}
+        record["id_token"] = new_token
+        cache.write("user", audience, client_id, record)
+
+Guarantees, because ``flyte-iap token`` runs many times in parallel under flytekit and flytectl:
+
+* the directory is created 0700 and every file 0600, whatever the umask;
+* a write goes to a temporary file in the same directory, is flushed to disk and renamed over the old
+  file, so a reader sees the old record or the new one, never half of one, and a crash loses nothing;
+* :meth:`TokenCache.lock` is an advisory lock on a sibling ``.lock`` file (``flock`` on POSIX,
+  ``msvcrt.locking`` on Windows), held while a token is refreshed, so N concurrent refreshes make one
+  request and the others read its result;
+* a corrupt, unreadable or foreign file is a cache miss and a warning in :attr:`TokenCache.warnings`,
+  never an exception, and the file is left for the next write to replace.
+
+This module is on the hot path: standard library only, nothing heavy at import.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from flyte_iap.errors import CacheError
+
+#: Bumped when the record layout changes; records of another version are misses.
+FORMAT_VERSION = 1
+
+
+def default_cache_dir() -> Path:
+    """``FLYTE_IAP_CACHE_DIR``, else ``$XDG_CACHE_HOME/flyte-iap``, else ``~/.cache/flyte-iap``.
+
+    On Windows, ``%LOCALAPPDATA%\\flyte-iap`` takes the place of the XDG directory.
+    """
+    explicit = os.environ.get("FLYTE_IAP_CACHE_DIR")
+    if explicit:
+        return Path(explicit).expanduser()
+    if sys.platform == "win32" and os.environ.get("LOCALAPPDATA"):
+        return Path(os.environ["LOCALAPPDATA"]) / "flyte-iap"
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / ".cache"
+    return base / "flyte-iap"
+
+
+def _digest(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()[:20]
+
+
+class TokenCache:
+    """Records keyed by ``(kind, audience, principal)`` under one directory.
+
+    Args:
+        directory: where the files live; defaults to :func:`default_cache_dir`.
+
+    ``kind`` is ``"user"`` or ``"sa"``. ``principal`` is whatever identifies the credential for that
+    kind: the OAuth client ID for user tokens, the service account or credential source for
+    service-account tokens.
+    """
+
+    def __init__(self, directory: str | os.PathLike[str] | None = None) -> None:
+        self.directory = Path(directory) if directory is not None else default_cache_dir()
+        #: Human-readable warnings about records that were skipped (corrupt, unreadable, wrong mode).
+        self.warnings: list[str] = []
+
+    # -- naming ------------------------------------------------------------------------------
+
+    def path(self, kind: str, audience: str, principal: str) -> Path:
+        """The file that holds the record for this key."""
+        return self.directory / f"{kind}-{_digest(audience)}-{_digest(principal)}.json"
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def read(self, kind: str, audience: str, principal: str) -> dict[str, Any] | None:
+        """Return the record for this key, or ``None`` if there is none or it cannot be used."""
+        record = self._load(self.path(kind, audience, principal))
+        if record is None:
+            return None
+        if record.get("audience") != audience or record.get("principal") != principal:
+            path = self.path(kind, audience, principal)
+            self.warnings.append(f"ignoring cache file written for another key: {path}")
+            return None
+        return record
+
+    def find(self, kind: str, audience: str) -> list[dict[str, Any]]:
+        """All usable records of ``kind`` for ``audience``, most recently written first."""
+        prefix = f"{kind}-{_digest(audience)}-"
+        try:
+            entries = [
+                e
+                for e in os.scandir(self.directory)
+                if e.name.startswith(prefix) and e.name.endswith(".json") and e.is_file()
+            ]
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            self.warnings.append(f"cannot list token cache {self.directory}: {exc.strerror}")
+            return []
+        found: list[tuple[float, dict[str, Any]]] = []
+        for entry in entries:
+            record = self._load(Path(entry.path))
+            if record is not None and record.get("audience") == audience:
+                found.append((record.get("updated", 0), record))
+        found.sort(key=lambda item: item[0], reverse=True)
+        return [record for _, record in found]
+
+    def _load(self, path: Path) -> dict[str, Any] | None:
+        try:
+            with open(path, encoding="utf-8") as fh:
+                record = json.load(fh)
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not valid JSON"
+            self.warnings.append(f"ignoring unreadable token cache file {path}: {reason}")
+            return None
+        if not isinstance(record, dict) or record.get("version") != FORMAT_VERSION:
+            self.warnings.append(f"ignoring token cache file in an unknown format: {path}")
+            return None
+        return record
+
+    # -- writing -----------------------------------------------------------------------------
+
+    def _ensure_directory(self) -> None:
+        try:
+            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if sys.platform != "win32" and (self.directory.stat().st_mode & 0o077):
+                os.chmod(self.directory, 0o700)
+        except OSError as exc:
+            raise CacheError(
+                f"cannot create token cache directory {self.directory}: {exc.strerror}",
+                "set FLYTE_IAP_CACHE_DIR to a directory you can write",
+            ) from exc
+
+    def write(self, kind: str, audience: str, principal: str, record: dict[str, Any]) -> None:
+        """Replace the record for this key atomically; the file is 0600.
+
+        The ``version``, ``kind``, ``audience``, ``principal`` and ``updated`` fields are set here.
+
+        Raises:
+            CacheError: the directory or file cannot be written.
+        """
+        self._ensure_directory()
+        final = self.path(kind, audience, principal)
+        data = dict(record)
+        data.update(
+            version=FORMAT_VERSION, kind=kind, audience=audience, principal=principal, updated=time.time()
+        )
+        tmp = final.with_name(f".{final.name}.{os.getpid()}.{time.monotonic_ns()}.tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600)
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                    json.dump(data, fh, separators=(",", ":"))
+                    fh.flush()
+                    os.fsync(fh.fileno())
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                raise
+            os.replace(tmp, final)
+        except OSError as exc:
+            raise CacheError(
+                f"cannot write token cache file {final}: {exc.strerror}",
+                "set FLYTE_IAP_CACHE_DIR to a directory you can write",
+            ) from exc
+
+    def delete(self, kind: str, audience: str, principal: str | None = None) -> list[dict[str, Any]]:
+        """Remove the record for this key, or every record of ``kind`` for ``audience``.
+
+        Returns:
+            The records that were removed (so a caller can, say, revoke their refresh tokens).
+        """
+        if principal is None:
+            records = self.find(kind, audience)
+        else:
+            one = self.read(kind, audience, principal)
+            records = [one] if one else []
+        for record in records:
+            path = self.path(kind, audience, record["principal"])
+            for p in (path, path.with_name(path.name + ".lock")):
+                with contextlib.suppress(FileNotFoundError):
+                    p.unlink()
+        return records
+
+    # -- locking -----------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def lock(self, kind: str, audience: str, principal: str, timeout: float = 60.0) -> Iterator[None]:
+        """Hold an exclusive cross-process lock for this key.
+
+        Raises:
+            CacheError: the lock could not be taken within ``timeout`` seconds.
+        """
+        self._ensure_directory()
+        path = self.path(kind, audience, principal)
+        lock_path = path.with_name(path.name + ".lock")
+        try:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise CacheError(
+                f"cannot open lock file {lock_path}: {exc.strerror}",
+                "set FLYTE_IAP_CACHE_DIR to a directory you can write",
+            ) from exc
+        try:
+            _acquire(fd, timeout, lock_path)
+            try:
+                yield
+            finally:
+                _release(fd)
+        finally:
+            os.close(fd)
+
+
+if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
+
+    def _acquire(fd: int, timeout: float, lock_path: Path) -> None:
+        import msvcrt
+
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+                return
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise CacheError(
+                        f"timed out waiting for lock {lock_path}", "another flyte-iap may be stuck"
+                    ) from None
+                time.sleep(0.05)
+
+    def _release(fd: int) -> None:
+        import msvcrt
+
+        os.lseek(fd, 0, 0)
+        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+
+else:
+
+    def _acquire(fd: int, timeout: float, lock_path: Path) -> None:
+        import fcntl
+
+        deadline = time.monotonic() + timeout
+        delay = 0.005
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise CacheError(
+                        f"timed out after {timeout:.0f} s waiting for lock {lock_path}",
+                        "another flyte-iap process holds it; if none is running, delete the .lock file",
+                    ) from None
+                time.sleep(delay)
+                delay = min(delay * 2, 0.1)
+
+    def _release(fd: int) -> None:
+        import fcntl
+
+        fcntl.flock(fd, fcntl.LOCK_UN)

@@ -1,0 +1,71 @@
+"""The exceptions flyte-iap raises. Each carries a one-line message and a hint for a human.
+
+Example::
+
+    try:
+        token = flyte_iap.get_user_id_token(audience)
+    except flyte_iap.errors.FlyteIapError as exc:
+        print(f"error: {exc}\\nhint: {exc.hint}")
+
+The CLI prints ``error: <message>`` and ``hint: <hint>`` on stderr and exits with ``exc.exit_code``;
+it never shows a traceback for these. Messages never contain a token, refresh token or client secret.
+"""
+
+from __future__ import annotations
+
+
+class FlyteIapError(Exception):
+    """Base class: something a user can act on. ``hint`` says how."""
+
+    exit_code = 1
+    default_hint = "run the command again with --help to see its options"
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint or self.default_hint
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ConfigurationError(FlyteIapError):
+    """Bad or missing input: options, files, environment."""
+
+    exit_code = 2
+
+
+class CacheError(FlyteIapError):
+    """The token store cannot be read or written."""
+
+
+class LoginRequiredError(FlyteIapError):
+    """No usable refresh token and no terminal to log in from."""
+
+
+class LoginError(FlyteIapError):
+    """The browser login did not complete (denied, timed out, wrong state, port in use)."""
+
+
+class OAuthError(FlyteIapError):
+    """Google's OAuth endpoints answered with an error (``invalid_grant``, ``invalid_client``, ...)."""
+
+    def __init__(self, message: str, hint: str | None = None, *, error: str | None = None) -> None:
+        super().__init__(message, hint)
+        self.error = error
+
+
+class TransportError(FlyteIapError):
+    """A request could not be completed: connection refused, timeout, repeated 5xx."""
+
+
+class InvalidTokenError(FlyteIapError):
+    """A token came back that must not be used: wrong ``aud``, ``iss``, expired or malformed."""
+
+
+class CredentialsError(FlyteIapError):
+    """No usable Google credentials for a service-account token, or they were refused."""
+
+
+class PermissionDeniedError(CredentialsError):
+    """Google answered 403: a role is missing."""

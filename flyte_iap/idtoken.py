@@ -1,0 +1,100 @@
+"""Read and check the claims of a Google ID token without verifying its signature.
+
+Example::
+
+    >>> from flyte_iap.idtoken import decode_claims, check_id_token
+    >>> claims = check_id_token(token, audience="123-abc.apps.googleusercontent.com")  # doctest: +SKIP
+    >>> claims["email"]                                                               # doctest: +SKIP
+    'alice@example.com'
+
+The client does not need to verify the signature: IAP does, and the token came straight from Google over
+TLS. What the client must check before caching or printing is that the token is for the right audience,
+was issued by Google and is not about to expire, so that a misconfiguration surfaces here with a clear
+message instead of as an opaque 401 from IAP. This module is on the hot path: standard library only.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import time
+from typing import Any
+
+from flyte_iap.endpoints import GOOGLE_ISSUERS
+from flyte_iap.errors import InvalidTokenError
+
+_HINT = "the token endpoint returned something that is not a Google ID token; check FLYTE_IAP_* overrides"
+
+
+def decode_claims(token: str) -> dict[str, Any]:
+    """Return the payload of a JWT as a dict.
+
+    Args:
+        token: a compact JWS (``header.payload.signature``).
+
+    Returns:
+        The decoded claims.
+
+    Raises:
+        InvalidTokenError: the token is not a well-formed JWT.
+    """
+    parts = token.split(".")
+    if len(parts) != 3 or not all(parts[:2]):
+        raise InvalidTokenError("malformed ID token: expected three dot-separated parts", _HINT)
+    payload = parts[1]
+    try:
+        raw = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
+        claims = json.loads(raw)
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidTokenError(f"malformed ID token: payload is not base64url JSON ({exc})", _HINT) from exc
+    if not isinstance(claims, dict):
+        raise InvalidTokenError("malformed ID token: payload is not a JSON object", _HINT)
+    return claims
+
+
+def seconds_left(claims: dict[str, Any], now: float | None = None) -> float:
+    """Seconds until ``exp``; negative once expired, ``-inf`` without a usable ``exp``."""
+    exp = claims.get("exp")
+    if not isinstance(exp, int | float) or isinstance(exp, bool):
+        return float("-inf")
+    return float(exp) - (time.time() if now is None else now)
+
+
+def check_id_token(
+    token: str, audience: str, *, min_valid: float = 0, now: float | None = None
+) -> dict[str, Any]:
+    """Check that ``token`` is a Google ID token for ``audience`` with more than ``min_valid`` s left.
+
+    Args:
+        token: the ID token.
+        audience: the expected ``aud`` (the IAP OAuth client ID).
+        min_valid: seconds of validity that must remain.
+        now: the current time, for tests.
+
+    Returns:
+        The token's claims.
+
+    Raises:
+        InvalidTokenError: wrong ``aud`` or ``iss``, expired, or malformed.
+    """
+    claims = decode_claims(token)
+    aud = claims.get("aud")
+    if aud != audience:
+        raise InvalidTokenError(
+            f"ID token audience is {aud!r}, expected {audience!r}",
+            "--audience must be the OAuth client ID of the IAP-protected app "
+            "(Security > Identity-Aware Proxy > the backend's menu > Edit OAuth client)",
+        )
+    if claims.get("iss") not in GOOGLE_ISSUERS:
+        raise InvalidTokenError(
+            f"ID token issuer is {claims.get('iss')!r}, not Google",
+            "IAP accepts only Google-issued ID tokens; check the FLYTE_IAP_TOKEN_URI override",
+        )
+    left = seconds_left(claims, now)
+    if left <= min_valid:
+        raise InvalidTokenError(
+            f"ID token expires in {left:.0f} s, less than the {min_valid:.0f} s required",
+            "the machine clock may be wrong (check NTP), or lower --min-valid",
+        )
+    return claims
