@@ -17,10 +17,13 @@ from typing import Any
 
 __version__ = "0.1.0"
 
+#: Where the guide is published; error hints and check findings link to its pages.
+DOCS_URL = "https://flyte-iap.readthedocs.io/en/latest"
+
 #: public name -> module that defines it
 _LAZY: dict[str, str] = {}
 
-__all__ = ["__version__", *_LAZY]
+__all__ = ["DOCS_URL", "__version__", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:

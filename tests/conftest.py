@@ -10,10 +10,9 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-
-from flyte_iap.testing import FakeGoogle
 
 _SCRUB_PREFIXES = ("FLYTE_IAP_", "GOOGLE_", "CLOUDSDK_", "GCE_METADATA", "FLYTE_CREDENTIALS", "FLYTECTL_")
 
@@ -39,8 +38,10 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture
-def fake_google(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeGoogle]:
+def fake_google(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """A FakeGoogle on an ephemeral port, with its ``.env`` applied to this test's environment."""
+    from flyte_iap.testing import FakeGoogle
+
     with FakeGoogle() as google:
         for name, value in google.env.items():
             monkeypatch.setenv(name, value)
