@@ -31,7 +31,15 @@ def docs(session: nox.Session) -> None:
     _install(session, "docs")
     session.run("pytest", "-c", "docs/pytest.ini", "-n", "2", "--dist", "loadfile", "docs", *session.posargs)
     session.run(
-        "sphinx-build", "-W", "--keep-going", "-b", "html", "-j", "1", "docs", "docs/_build/html",
+        "sphinx-build",
+        "-W",
+        "--keep-going",
+        "-b",
+        "html",
+        "-j",
+        "1",
+        "docs",
+        "docs/_build/html",
     )
     session.log("site built in docs/_build/html/index.html")
 
