@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
 import stat
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -114,27 +114,27 @@ def test_unwritable_directory_raises_cache_error_with_hint(tmp_path: Path) -> No
     assert "FLYTE_IAP_CACHE_DIR" in info.value.hint
 
 
-def _count_under_lock(directory: str, counter: str, rounds: int) -> None:
-    cache = TokenCache(directory)
-    for _ in range(rounds):
-        with cache.lock("user", AUD, CLIENT):
-            value = int(Path(counter).read_text())
-            time.sleep(0.001)  # widen the race window a lost update would need
-            Path(counter).write_text(str(value + 1))
+_COUNTER_WORKER = """
+import sys, time
+from pathlib import Path
+from flyte_iap.cache import TokenCache
+
+directory, counter, rounds = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
+cache = TokenCache(directory)
+for _ in range(rounds):
+    with cache.lock("user", "aud", "client"):
+        value = int(counter.read_text())
+        time.sleep(0.001)  # widen the window a lost update would need
+        counter.write_text(str(value + 1))
+"""
 
 
 def test_lock_serialises_read_modify_write_across_processes(tmp_path: Path) -> None:
     counter = tmp_path / "counter"
     counter.write_text("0")
-    ctx = multiprocessing.get_context("spawn")
-    procs = [
-        ctx.Process(target=_count_under_lock, args=(str(tmp_path / "c"), str(counter), 20)) for _ in range(4)
-    ]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(60)
-        assert p.exitcode == 0
+    argv = [sys.executable, "-c", _COUNTER_WORKER, str(tmp_path / "c"), str(counter), "20"]
+    procs = [subprocess.Popen(argv) for _ in range(4)]
+    assert [p.wait(60) for p in procs] == [0, 0, 0, 0]
     assert counter.read_text() == "80"
 
 

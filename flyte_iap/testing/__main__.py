@@ -1,0 +1,106 @@
+"""``python -m flyte_iap.testing``: run the local fakes from a shell, or act as the user's browser.
+
+Example::
+
+    $ python -m flyte_iap.testing serve > fakes.env &      # prints `export NAME=value` lines, then waits
+    $ . ./fakes.env                                        # flyte-iap and google-auth now use the fakes
+    $ BROWSER="python -m flyte_iap.testing browse %s" flyte-iap login ...
+
+``serve`` writes only ``export`` lines and a final ``# ready`` comment to stdout (so the output can be
+sourced) and stops on SIGINT or SIGTERM. ``browse URL`` opens the authorization URL like a browser whose
+user consents, follows the redirect to the client's loopback page and reports on stderr (never stdout,
+which belongs to the command that opened the browser); it exits 1 when the flow did not reach a 2xx
+loopback page. Standard library only, besides the fakes themselves.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import shlex
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+
+#: The last line ``serve`` prints on stdout once every fake is listening.
+READY_LINE = "# flyte-iap fakes ready; stop with Ctrl-C or SIGTERM"
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from flyte_iap.testing.fake_google import FakeGoogle
+
+    stop = threading.Event()
+
+    def _on_signal(signum: int, frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, _on_signal)
+    signal.signal(signal.SIGTERM, _on_signal)
+
+    with contextlib.ExitStack() as stack:
+        google = stack.enter_context(
+            FakeGoogle(user_email=args.user_email, token_lifetime=args.token_lifetime, port=args.port)
+        )
+        exports = dict(google.env)
+        exports["FLYTE_IAP_TEST_CLIENT_ID"] = google.DESKTOP_CLIENT_ID
+        exports["FLYTE_IAP_TEST_CLIENT_SECRET"] = google.DESKTOP_CLIENT_SECRET
+        exports["FLYTE_IAP_TEST_IAP_CLIENT_ID"] = google.IAP_CLIENT_ID
+        exports["FLYTE_IAP_TEST_USER_EMAIL"] = google.user_email
+        exports["FLYTE_IAP_TEST_BROWSER"] = google.browser_command
+        # Further fakes (IAP proxy, flyteadmin) start here on `stack` and add their lines to `exports`.
+
+        for name, value in exports.items():
+            print(f"export {name}={shlex.quote(value)}")
+        print(READY_LINE, flush=True)
+        print(
+            f"FakeGoogle listening on {google.base_url} as {google.user_email}", file=sys.stderr, flush=True
+        )
+        while not stop.wait(0.5):
+            pass
+    return 0
+
+
+def _browse(args: argparse.Namespace) -> int:
+    from flyte_iap.testing.browser import browse
+
+    result = browse(args.url, timeout=args.timeout)
+    # Print URLs without their query: the redirect carries the authorization code.
+    if result.redirect_url:
+        print(f"consent screen redirected to {result.redirect_url.split('?')[0]}", file=sys.stderr)
+    if result.status:
+        print(f"{result.url.split('?')[0]} answered HTTP {result.status}", file=sys.stderr)
+        if result.body.strip():
+            print(result.body.strip()[:2000], file=sys.stderr)
+    if not result.ok:
+        print(f"browse failed: {result.error or f'HTTP {result.status}'}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``python -m flyte_iap.testing`` argument parser (subcommands ``serve`` and ``browse``)."""
+    parser = argparse.ArgumentParser(prog="python -m flyte_iap.testing", description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the fakes on 127.0.0.1 and print export lines")
+    serve.add_argument("--port", type=int, default=0, help="FakeGoogle port (default: a free one)")
+    serve.add_argument("--user-email", default="alice@example.com", help="who consents in the browser")
+    serve.add_argument("--token-lifetime", type=int, default=3600, help="token lifetime in seconds")
+    serve.set_defaults(func=_serve)
+
+    browse = commands.add_parser("browse", help="open URL as a consenting user (use as BROWSER='... %%s')")
+    browse.add_argument("url")
+    browse.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for each page")
+    browse.set_defaults(func=_browse)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run a subcommand and return its exit code."""
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,122 @@
+"""``python -m flyte_iap.testing serve`` and ``browse``, run as subprocesses like users and login flows do."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+
+import pytest
+
+from flyte_iap.testing import FakeGoogle
+from flyte_iap.testing.__main__ import READY_LINE
+
+
+@pytest.fixture
+def served() -> Iterator[tuple[subprocess.Popen[str], dict[str, str]]]:
+    """A ``serve`` subprocess and the variables its export lines set."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "flyte_iap.testing", "serve", "--user-email", "dave@example.com"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    exports: dict[str, str] = {}
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:
+            if line.rstrip("\n") == READY_LINE:
+                break
+            # Each line must be valid shell: parse it as a shell would.
+            words = shlex.split(line)
+            assert words[0] == "export", line
+            name, _, value = words[1].partition("=")
+            exports[name] = value
+        yield process, exports
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=10)
+        for stream in (process.stdout, process.stderr):
+            if stream is not None:
+                stream.close()
+
+
+def test_serve_prints_export_lines_for_a_running_fake(
+    served: tuple[subprocess.Popen[str], dict[str, str]],
+) -> None:
+    _, exports = served
+
+    assert exports["FLYTE_IAP_TEST_CLIENT_ID"] == FakeGoogle.DESKTOP_CLIENT_ID
+    assert exports["FLYTE_IAP_TEST_CLIENT_SECRET"] == FakeGoogle.DESKTOP_CLIENT_SECRET
+    assert exports["FLYTE_IAP_TEST_USER_EMAIL"] == "dave@example.com"
+    assert set(exports) >= {
+        "FLYTE_IAP_AUTH_URI",
+        "FLYTE_IAP_TOKEN_URI",
+        "FLYTE_IAP_REVOKE_URI",
+        "FLYTE_IAP_IAMCREDENTIALS_URI",
+        "FLYTE_IAP_SECRETMANAGER_URI",
+        "FLYTE_IAP_STS_URI",
+        "GCE_METADATA_HOST",
+        "GCE_METADATA_IP",
+    }
+    with urllib.request.urlopen(exports["FLYTE_IAP_STS_URI"] + "/oauth2/v1/certs", timeout=5) as response:
+        assert json.loads(response.read())
+
+
+def test_serve_stops_cleanly_on_sigterm(served: tuple[subprocess.Popen[str], dict[str, str]]) -> None:
+    process, _ = served
+
+    process.send_signal(signal.SIGTERM)
+
+    assert process.wait(timeout=10) == 0
+
+
+def test_browse_command_completes_login_and_reports_on_stderr_only(
+    fake_google, loopback, authorize_url
+) -> None:
+    result = subprocess.run(
+        [*shlex.split(fake_google.browser_command.replace("%s", "")), authorize_url()],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=os.environ.copy(),
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == ""
+    assert "Signed in" in result.stderr
+    assert loopback.callbacks[0]["code"]
+
+
+def test_browse_command_fails_when_consent_is_denied(fake_google, loopback, authorize_url) -> None:
+    fake_google.deny_consent = True
+
+    result = subprocess.run(
+        [sys.executable, "-m", "flyte_iap.testing", "browse", authorize_url()],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+    assert result.returncode == 1
+    assert "access_denied" in result.stderr
+    assert result.stdout == ""
+
+
+def test_browser_command_works_as_browser_for_webbrowser(
+    fake_google, loopback, authorize_url, monkeypatch
+) -> None:
+    import webbrowser
+
+    monkeypatch.setenv("BROWSER", fake_google.browser_command)
+    monkeypatch.setattr(webbrowser, "_tryorder", None)
+    monkeypatch.setattr(webbrowser, "_browsers", {})
+
+    assert webbrowser.open(authorize_url()) is True
+    assert loopback.callbacks[0]["state"] == "state-123"
