@@ -22,6 +22,7 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
+from typing import Any
 
 #: The last line ``serve`` prints on stdout once every fake is listening.
 READY_LINE = "# flyte-iap fakes ready; stop with Ctrl-C or SIGTERM"
@@ -49,6 +50,8 @@ def _serve(args: argparse.Namespace) -> int:
         exports["FLYTE_IAP_TEST_USER_EMAIL"] = google.user_email
         exports["FLYTE_IAP_TEST_BROWSER"] = google.browser_command
         # Further fakes (IAP proxy, flyteadmin) start here on `stack` and add their lines to `exports`.
+        if args.flyteadmin:
+            exports.update(_serve_flyte(args, google, stack))
 
         for name, value in exports.items():
             print(f"export {name}={shlex.quote(value)}")
@@ -59,6 +62,41 @@ def _serve(args: argparse.Namespace) -> int:
         while not stop.wait(0.5):
             pass
     return 0
+
+
+def _serve_flyte(args: argparse.Namespace, google: Any, stack: contextlib.ExitStack) -> dict[str, str]:
+    """Start FakeFlyteAdmin and an IapProxy in front of it; return their export lines."""
+    from flyte_iap.testing.fake_flyteadmin import FakeFlyteAdmin
+    from flyte_iap.testing.iap_proxy import IapProxy
+
+    admin = stack.enter_context(FakeFlyteAdmin(auth=args.flyteadmin_auth))
+    allowed = [google.user_email, google.metadata_service_account, *args.allow]
+    proxy = stack.enter_context(
+        IapProxy(
+            google.IAP_CLIENT_ID,
+            certs_url=google.certs_url,
+            allowed=allowed,
+            http_upstream=admin.http_url,
+            grpc_upstream=admin.grpc_target,
+            tls=args.tls,
+            port=args.iap_port,
+        )
+    )
+    admin.public_url = proxy.url
+    exports = {
+        # admin.endpoint for flytekit: dns:///$FLYTE_IAP_TEST_ENDPOINT_HOST; doctor: --endpoint
+        "FLYTE_IAP_TEST_ENDPOINT": proxy.url,
+        "FLYTE_IAP_TEST_ENDPOINT_HOST": proxy.endpoint,
+        "FLYTE_IAP_TEST_FLYTEADMIN_GRPC": admin.grpc_target,
+        "FLYTE_IAP_TEST_FLYTEADMIN_HTTP": admin.http_url,
+    }
+    if args.tls and proxy.ca_cert_file:
+        exports["FLYTE_IAP_TEST_CA_CERT"] = proxy.ca_cert_file
+    if args.flyteadmin_auth:
+        exports["FLYTE_IAP_TEST_ADMIN_CLIENT_ID"] = admin.client_id
+        exports["FLYTE_IAP_TEST_ADMIN_CLIENT_SECRET"] = admin.client_secret
+    print(f"IapProxy on {proxy.url} in front of FakeFlyteAdmin ({admin.grpc_target})", file=sys.stderr)
+    return exports
 
 
 def _browse(args: argparse.Namespace) -> int:
@@ -87,6 +125,23 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=0, help="FakeGoogle port (default: a free one)")
     serve.add_argument("--user-email", default="alice@example.com", help="who consents in the browser")
     serve.add_argument("--token-lifetime", type=int, default=3600, help="token lifetime in seconds")
+    serve.add_argument(
+        "--flyteadmin",
+        action="store_true",
+        help="also start FakeFlyteAdmin and an IapProxy in front of it (FLYTE_IAP_TEST_ENDPOINT)",
+    )
+    serve.add_argument(
+        "--flyteadmin-auth", action="store_true", help="with --flyteadmin: turn on flyteadmin's own auth"
+    )
+    serve.add_argument("--tls", action="store_true", help="with --flyteadmin: the proxy serves HTTPS")
+    serve.add_argument("--iap-port", type=int, default=0, help="IapProxy port (default: a free one)")
+    serve.add_argument(
+        "--allow",
+        action="append",
+        default=[],
+        metavar="EMAIL",
+        help="with --flyteadmin: also let this e-mail or IAM member through IAP (repeatable)",
+    )
     serve.set_defaults(func=_serve)
 
     browse = commands.add_parser("browse", help="open URL as a consenting user (use as BROWSER='... %%s')")

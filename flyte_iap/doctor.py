@@ -1,0 +1,576 @@
+"""Walk a Flyte deployment behind IAP from the client's side, one check at a time, each with its fix.
+
+Example::
+
+    from flyte_iap.doctor import run_checks
+
+    report = run_checks("https://flyte.example.com", "123-iap.apps.googleusercontent.com")
+    for check in report.checks:
+        print(check.status, check.name, check.detail, check.fix or "")
+    report.ok            # True only when every check passed
+
+The checks, in order (a check whose prerequisite failed is ``skip``):
+
+``dns``
+    The host resolves.
+``tls``
+    The certificate verifies (system roots, or ``ca_cert``), names the host, is not within
+    ``min_cert_days`` of expiry; the server offers HTTP/2 (ALPN ``h2``), which gRPC needs.
+``iap-enforced``
+    A request without credentials is turned away by IAP itself (``x-goog-iap-generated-response``).
+    If it reaches flyteadmin, IAP is not in front of the backend.
+``token``
+    An ID token can be minted: the user's (:func:`flyte_iap.get_user_id_token`, never opening a
+    browser) or a service account's (:func:`flyte_iap.get_service_account_id_token`).
+``audience``
+    Its ``aud`` is the audience asked for (and who it names, and for how long).
+``iap-accepts``
+    ``GET /healthcheck`` with ``proxy-authorization: Bearer <token>`` passes IAP; IAP's refusal
+    message, if any, is turned into the fix.
+``grpc``
+    ``grpc.health.v1.Health/Check`` (service ``flyteadmin``) with the same header reaches flyteadmin
+    over HTTP/2 through the load balancer and IAP. Needs grpcio (``pip install 'flyte-iap[doctor]'``;
+    flytekit already brings it); imported only here.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import flyte_iap
+from flyte_iap import DOCS_URL
+from flyte_iap.client_config import split_endpoint
+from flyte_iap.errors import FlyteIapError
+from flyte_iap.idtoken import decode_claims, seconds_left
+
+PASS, FAIL, SKIP = "pass", "fail", "skip"
+#: check name -> what it verifies, in the order they run
+CHECKS = {
+    "dns": "the host name resolves",
+    "tls": "the TLS certificate is valid for the host",
+    "iap-enforced": "IAP rejects a request without credentials",
+    "token": "an ID token can be minted",
+    "audience": "the token's audience is the IAP OAuth client",
+    "iap-accepts": "IAP accepts the token",
+    "grpc": "gRPC through IAP reaches flyteadmin",
+}
+_IAP_HEADER = "x-goog-iap-generated-response"
+_HEALTH_METHOD = "/grpc.health.v1.Health/Check"
+# grpc.health.v1.HealthCheckRequest{service: "flyteadmin"}, encoded by hand: grpcio has no health
+# messages of its own and this avoids a dependency on grpcio-health-checking.
+_HEALTH_REQUEST = b"\x0a\x0aflyteadmin"
+_HEALTH_STATUS = {0: "UNKNOWN", 1: "SERVING", 2: "NOT_SERVING", 3: "SERVICE_UNKNOWN"}
+
+
+@dataclass(frozen=True)
+class Check:
+    """The outcome of one check."""
+
+    name: str
+    status: str  # "pass", "fail" or "skip"
+    detail: str
+    fix: str | None = None
+
+    @property
+    def title(self) -> str:
+        """What the check verifies, in words."""
+        return CHECKS[self.name]
+
+
+@dataclass
+class Report:
+    """Every check's outcome, in order."""
+
+    endpoint: str
+    audience: str
+    checks: list[Check] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when every check passed."""
+        return bool(self.checks) and all(c.status == PASS for c in self.checks)
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (``flyte-iap doctor --format json``)."""
+        return {
+            "endpoint": self.endpoint,
+            "audience": self.audience,
+            "ok": self.ok,
+            "checks": [{**asdict(c), "title": c.title} for c in self.checks],
+        }
+
+
+def _doc(page: str) -> str:
+    return f"{DOCS_URL}/{page}"
+
+
+def run_checks(
+    endpoint: str,
+    audience: str,
+    *,
+    service_account: bool = False,
+    impersonate_service_account: str | None = None,
+    key_file: str | None = None,
+    client_id: str | None = None,
+    ca_cert: str | None = None,
+    timeout: float = 10.0,
+    min_cert_days: int = 14,
+    token_provider: Callable[[], str] | None = None,
+) -> Report:
+    """Run every check against ``endpoint``.
+
+    Args:
+        endpoint: flyteadmin behind IAP (``https://host``, ``host[:port]``; ``http://`` for local fakes).
+        audience: the IAP OAuth client ID tokens are minted for.
+        service_account: mint a service account's token instead of the user's.
+        impersonate_service_account: service-account mode, minting for this account.
+        key_file: service-account mode, with this key file.
+        client_id: user mode, the Desktop OAuth client of the stored sign-in.
+        ca_cert: a PEM bundle to trust instead of the system roots (private CAs, local fakes).
+        timeout: seconds for each network operation.
+        min_cert_days: the certificate must be valid for at least this many more days.
+        token_provider: mints the token instead of flyte-iap's own functions.
+
+    Returns:
+        The :class:`Report`; nothing is raised for a failing check.
+
+    Raises:
+        ConfigurationError: the endpoint cannot be parsed.
+    """
+    host, port, insecure = split_endpoint(endpoint)
+    secure = not insecure
+    port = port or (443 if secure else 80)
+    base = f"{'https' if secure else 'http'}://{host if ':' not in host else f'[{host}]'}:{port}"
+    report = Report(endpoint=base, audience=audience)
+    add = report.checks.append
+    verify: bool | str = ca_cert or True
+
+    dns = _check_dns(host, port)
+    add(dns)
+    if dns.status != PASS:
+        for name in list(CHECKS)[1:]:
+            add(Check(name, SKIP, "not run: the host does not resolve"))
+        return report
+
+    if secure:
+        tls, reachable = _check_tls(host, port, ca_cert, timeout, min_cert_days)
+    else:
+        tls = Check("tls", PASS, "plain HTTP endpoint: no TLS to check (IAP itself only serves HTTPS)")
+        reachable = True
+    add(tls)
+
+    if reachable:
+        add(_check_unauthenticated(base, verify, timeout))
+    else:
+        add(Check("iap-enforced", SKIP, "not run: the tls check failed"))
+
+    token: str | None = None
+    try:
+        if token_provider is not None:
+            token = token_provider()
+        elif service_account or impersonate_service_account or key_file:
+            token = flyte_iap.get_service_account_id_token(
+                audience, impersonate_service_account=impersonate_service_account, key_file=key_file
+            )
+        else:
+            # never a browser: doctor must not hang waiting for a sign-in
+            token = flyte_iap.get_user_id_token(audience, client_id=client_id, interactive=False)
+        who = "service account" if (service_account or impersonate_service_account or key_file) else "user"
+        add(Check("token", PASS, f"minted a {who} ID token"))
+    except FlyteIapError as exc:
+        add(Check("token", FAIL, exc.message, exc.hint))
+
+    if token is None:
+        for name in ("audience", "iap-accepts", "grpc"):
+            add(Check(name, SKIP, "not run: no token"))
+        return report
+
+    add(_check_audience(token, audience))
+    if reachable:
+        add(_check_authenticated(base, token, verify, timeout))
+        add(_check_grpc(host, port, secure, ca_cert, token, timeout))
+    else:
+        add(Check("iap-accepts", SKIP, "not run: the tls check failed"))
+        add(Check("grpc", SKIP, "not run: the tls check failed"))
+    return report
+
+
+# -- dns ----------------------------------------------------------------------------------------------
+
+
+def _check_dns(host: str, port: int) -> Check:
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        return Check(
+            "dns",
+            FAIL,
+            f"cannot resolve {host}: {getattr(exc, 'strerror', None) or exc}",
+            "create the DNS A record for the ingress's static IP, or fix the endpoint's spelling; see "
+            + _doc("deploy/static-ip-dns.html"),
+        )
+    addresses = sorted({str(info[4][0]) for info in infos})
+    return Check("dns", PASS, f"{host} resolves to {', '.join(addresses)}")
+
+
+# -- tls ----------------------------------------------------------------------------------------------
+
+
+def _check_tls(
+    host: str, port: int, ca_cert: str | None, timeout: float, min_days: int
+) -> tuple[Check, bool]:
+    """The check, and whether a verified connection is possible (for the checks that follow)."""
+    try:
+        context = ssl.create_default_context(cafile=ca_cert)
+    except (OSError, ssl.SSLError) as exc:
+        failed = Check(
+            "tls", FAIL, f"cannot read --ca-cert {ca_cert}: {exc}", "pass a PEM file of CA certificates"
+        )
+        return failed, False
+    context.set_alpn_protocols(["h2", "http/1.1"])
+    try:
+        with (
+            socket.create_connection((host, port), timeout=timeout) as raw,
+            context.wrap_socket(raw, server_hostname=host) as tls,
+        ):
+            cert = tls.getpeercert() or {}
+            alpn = tls.selected_alpn_protocol()
+            version = tls.version()
+    except ssl.SSLCertVerificationError as exc:
+        return _tls_failure(host, port, exc, ca_cert, timeout), False
+    except (ssl.SSLError, OSError) as exc:
+        reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or str(exc)
+        return Check(
+            "tls",
+            FAIL,
+            f"cannot connect to {host}:{port} over TLS: {reason}",
+            "check that the ingress has an external IP and a certificate attached and that port 443 is "
+            "open; see " + _doc("deploy/ingress.html"),
+        ), False
+    days = (ssl.cert_time_to_seconds(cert["notAfter"]) - time.time()) / 86400 if "notAfter" in cert else None
+    if days is not None and days < min_days:
+        return Check(
+            "tls",
+            FAIL,
+            f"the certificate for {host} expires in {days:.0f} days",
+            "Google-managed certificates renew about a month before expiry: check the ManagedCertificate's "
+            "status (kubectl describe managedcertificate) and that DNS still points at the load balancer; "
+            "see " + _doc("deploy/certificate.html"),
+        ), True
+    if alpn != "h2":
+        return Check(
+            "tls",
+            FAIL,
+            f"the certificate for {host} is valid, but the server does not offer HTTP/2 (ALPN {alpn!r})",
+            "gRPC needs HTTP/2: terminate TLS at the Google load balancer (GCE ingress), not at a proxy "
+            "that only speaks HTTP/1.1; see " + _doc("deploy/grpc-backend.html"),
+        ), True
+    left = f", valid for {days:.0f} more days" if days is not None else ""
+    return Check("tls", PASS, f"certificate valid for {host}{left} ({version}, HTTP/2 offered)"), True
+
+
+def _tls_failure(
+    host: str, port: int, exc: ssl.SSLCertVerificationError, ca_cert: str | None, timeout: float
+) -> Check:
+    message = exc.verify_message or str(exc)
+    names = _certificate_names(host, port, timeout)
+    shown = f" (the certificate names {', '.join(names)})" if names else ""
+    if exc.verify_code == 62 or "mismatch" in message.lower():
+        return Check(
+            "tls",
+            FAIL,
+            f"the certificate does not name {host}{shown}",
+            f"add {host} to the ManagedCertificate's domains (or the ingress's TLS secret) and use the same "
+            "name in admin.endpoint; see " + _doc("deploy/certificate.html"),
+        )
+    if exc.verify_code == 10 or "expired" in message.lower():
+        return Check(
+            "tls",
+            FAIL,
+            f"the certificate for {host} has expired",
+            "check the ManagedCertificate's status and that DNS points at the load balancer; see "
+            + _doc("deploy/certificate.html"),
+        )
+    trusted = f"the CAs in {ca_cert}" if ca_cert else "the system's trusted CAs"
+    return Check(
+        "tls",
+        FAIL,
+        f"the certificate for {host} is not trusted: {message}{shown}",
+        f"it is not signed by {trusted}. A Google-managed certificate still PROVISIONING leaves the "
+        "load balancer with a self-signed one: wait for Active. For a private CA pass --ca-cert FILE "
+        "(and set admin.caCertFilePath); see " + _doc("troubleshooting.html"),
+    )
+
+
+def _certificate_names(host: str, port: int, timeout: float) -> list[str]:
+    """The DNS names of the server's certificate, read without verifying it (for the message only)."""
+    try:
+        from cryptography import x509
+    except ImportError:  # optional: the message just lacks the names
+        return []
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    try:
+        with (
+            socket.create_connection((host, port), timeout=timeout) as raw,
+            context.wrap_socket(raw, server_hostname=host) as tls,
+        ):
+            der = tls.getpeercert(binary_form=True)
+        if not der:
+            return []
+        cert = x509.load_der_x509_certificate(der)
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        return [str(n) for n in san.get_values_for_type(x509.DNSName)] + [
+            str(ip) for ip in san.get_values_for_type(x509.IPAddress)
+        ]
+    except (OSError, ssl.SSLError, ValueError, x509.ExtensionNotFound):
+        return []
+
+
+# -- HTTP through IAP --------------------------------------------------------------------------------
+
+
+def _get(url: str, headers: dict[str, str], verify: bool | str, timeout: float) -> Any:
+    import requests
+
+    # Accept without text/html: IAP then answers 401 instead of redirecting to a sign-in page
+    return requests.get(
+        url,
+        headers={"accept": "application/json", **headers},
+        verify=verify,
+        timeout=timeout,
+        allow_redirects=False,
+    )
+
+
+def _body(response: Any) -> str:
+    return " ".join(response.text.split())[:300]
+
+
+def _check_unauthenticated(base: str, verify: bool | str, timeout: float) -> Check:
+    import requests
+
+    url = base + "/healthcheck"
+    try:
+        response = _get(url, {}, verify, timeout)
+    except requests.RequestException as exc:
+        return Check("iap-enforced", FAIL, f"GET {url} failed: {_reason(exc)}", "see the dns and tls checks")
+    if response.headers.get(_IAP_HEADER, "").lower() == "true":
+        return Check("iap-enforced", PASS, f"IAP answered HTTP {response.status_code}: {_body(response)}")
+    if response.status_code < 300:
+        return Check(
+            "iap-enforced",
+            FAIL,
+            f"a request without credentials reached the backend (HTTP {response.status_code} from "
+            f"GET /healthcheck): IAP is not in front of it",
+            "turn IAP on for the backend service: a BackendConfig with iap.enabled: true and the OAuth "
+            "client's secret, attached to flyteadmin's Services (cloud.google.com/backend-config); see "
+            + _doc("deploy/backendconfig.html"),
+        )
+    return Check(
+        "iap-enforced",
+        FAIL,
+        f"HTTP {response.status_code} without {_IAP_HEADER}: not IAP's answer: {_body(response)}",
+        "something other than IAP answered (flyteadmin's own auth, another proxy, or a wrong host): "
+        "check that the endpoint is the IAP-protected load balancer; see "
+        + _doc("deploy/backendconfig.html"),
+    )
+
+
+def _check_audience(token: str, audience: str) -> Check:
+    try:
+        claims = decode_claims(token)
+    except FlyteIapError as exc:
+        return Check("audience", FAIL, exc.message, exc.hint)
+    who = claims.get("email") or claims.get("sub") or "?"
+    left = seconds_left(claims)
+    if claims.get("aud") != audience:
+        return Check(
+            "audience",
+            FAIL,
+            f"the token's aud is {claims.get('aud')!r}, not {audience!r}",
+            "--audience must be the OAuth client ID of the IAP-protected backend (Security > "
+            "Identity-Aware Proxy > the backend's menu > Settings / OAuth client)",
+        )
+    return Check(
+        "audience", PASS, f"aud is the IAP client; the token names {who}, valid {left / 60:.0f} more min"
+    )
+
+
+_FIXES = [
+    (
+        "audience doesn't match",
+        "the token was minted for another OAuth client: use --audience {expected}, IAP's client for this "
+        "backend, in admin.proxyCommand too",
+    ),
+    (
+        "expired",
+        "the token had expired when IAP saw it: check this machine's clock (NTP); flyte-iap refreshes "
+        "tokens before they expire",
+    ),
+    (
+        "empty token",
+        "IAP did not see the token: a proxy between you and Google may drop Proxy-Authorization",
+    ),
+    (
+        "signature is invalid",
+        "the token is not signed by Google: check FLYTE_IAP_* endpoint overrides",
+    ),
+    (
+        "unable to parse",
+        "the token is not a JWT: check what the token command prints (nothing else may go to stdout)",
+    ),
+]
+
+
+def _iap_fix(status: int, body: str, email: str | None) -> str:
+    if status == 403:
+        member = (
+            f"user:{email}"
+            if email and not email.endswith("gserviceaccount.com")
+            else f"serviceAccount:{email}"
+        )
+        return (
+            f"grant roles/iap.httpsResourceAccessor (IAP-secured Web App User) to {member}: gcloud iap web "
+            "add-iam-policy-binding --resource-type=backend-services --service=BACKEND_SERVICE "
+            f"--member={member} --role=roles/iap.httpsResourceAccessor; see "
+            + _doc("deploy/oauth-clients.html")
+        )
+    lowered = body.lower()
+    for needle, fix in _FIXES:
+        if needle in lowered:
+            expected = re.search(r"expected value \(([^)]*)\)", body)
+            return fix.format(expected=expected.group(1) if expected else "<the IAP OAuth client ID>")
+    return (
+        "if the Desktop OAuth client is new, allowlist it for programmatic access "
+        "(IAP settings: programmatic_clients); see " + _doc("troubleshooting.html")
+    )
+
+
+def _check_authenticated(base: str, token: str, verify: bool | str, timeout: float) -> Check:
+    import requests
+
+    url = base + "/healthcheck"
+    try:
+        response = _get(url, {"proxy-authorization": f"Bearer {token}"}, verify, timeout)
+    except requests.RequestException as exc:
+        return Check("iap-accepts", FAIL, f"GET {url} failed: {_reason(exc)}", "see the dns and tls checks")
+    from_iap = response.headers.get(_IAP_HEADER, "").lower() == "true"
+    if from_iap:
+        email = _email(token)
+        return Check(
+            "iap-accepts",
+            FAIL,
+            f"IAP refused the token: HTTP {response.status_code}: {_body(response)}",
+            _iap_fix(response.status_code, response.text, email),
+        )
+    if response.status_code >= 500:
+        return Check(
+            "iap-accepts",
+            FAIL,
+            f"IAP let the token through but the load balancer answered HTTP {response.status_code}",
+            "the flyteadmin HTTP backend is unhealthy or unreachable: check the backend's health check "
+            "(BackendConfig healthCheck on /healthcheck) and the pods; see "
+            + _doc("deploy/backendconfig.html"),
+        )
+    return Check(
+        "iap-accepts", PASS, f"IAP let the token through: flyteadmin answered HTTP {response.status_code}"
+    )
+
+
+def _email(token: str) -> str | None:
+    try:
+        email = decode_claims(token).get("email")
+    except FlyteIapError:
+        return None
+    return email if isinstance(email, str) else None
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc)
+    match = re.search(r"\[SSL: [^\]]*\] ([^(]*)", text) or re.search(r"(Failed to establish[^'\"]*)", text)
+    return (match.group(1) if match else text)[:300].strip()
+
+
+# -- gRPC -------------------------------------------------------------------------------------------
+
+
+def _check_grpc(host: str, port: int, secure: bool, ca_cert: str | None, token: str, timeout: float) -> Check:
+    try:
+        import grpc
+    except ImportError:
+        return Check(
+            "grpc",
+            FAIL,
+            "grpcio is not installed, so gRPC cannot be checked",
+            "pip install 'flyte-iap[doctor]' (flytekit installs grpcio too), then run doctor again",
+        )
+    target = f"{host}:{port}" if ":" not in host else f"[{host}]:{port}"
+    if secure:
+        roots = None
+        if ca_cert:
+            with open(ca_cert, "rb") as handle:
+                roots = handle.read()
+        channel = grpc.secure_channel(target, grpc.ssl_channel_credentials(root_certificates=roots))
+    else:
+        channel = grpc.insecure_channel(target)
+    try:
+        call = channel.unary_unary(_HEALTH_METHOD)
+        answer = call(_HEALTH_REQUEST, metadata=[("proxy-authorization", f"Bearer {token}")], timeout=timeout)
+        status = _HEALTH_STATUS.get(answer[1] if len(answer) >= 2 and answer[0] == 0x08 else 0, "UNKNOWN")
+        return Check("grpc", PASS, f"flyteadmin answered grpc.health.v1 Check: {status}")
+    except grpc.RpcError as exc:
+        return _grpc_failure(exc.code(), exc.details() or "")
+    finally:
+        channel.close()
+
+
+def _grpc_failure(code: Any, details: str) -> Check:
+    name = getattr(code, "name", str(code))
+    http = re.search(r"status: (\d{3})", details)
+    status = int(http.group(1)) if http else None
+    if status in (401, 403):
+        return Check(
+            "grpc",
+            FAIL,
+            f"IAP refused the gRPC call: HTTP {status} ({name})",
+            "the HTTP check passed, so the gRPC paths go to a backend service with other IAP settings: "
+            "use the same BackendConfig (iap and OAuth client) on flyteadmin's gRPC Service; see "
+            + _doc("deploy/grpc-backend.html"),
+        )
+    if status == 404:
+        return Check(
+            "grpc",
+            FAIL,
+            "the load balancer has no route for gRPC (HTTP 404 for /grpc.health.v1.Health/Check)",
+            "add flyteadmin's gRPC paths (/flyteidl.service.*/*, /grpc.health.v1.Health/*) to the ingress, "
+            "pointing at the gRPC port; see " + _doc("deploy/ingress.html"),
+        )
+    unreachable = status is not None and status >= 500
+    if unreachable or (status is None and name in ("UNAVAILABLE", "DEADLINE_EXCEEDED")):
+        what = f"HTTP {status}" if status else f"{name}: {details[:200]}"
+        return Check(
+            "grpc",
+            FAIL,
+            f"gRPC through IAP did not reach flyteadmin ({what})",
+            "the load balancer cannot reach flyteadmin's gRPC port: annotate the gRPC Service with "
+            'cloud.google.com/app-protocols: \'{"grpc":"HTTP2"}\' and check its backend health check; see '
+            + _doc("deploy/grpc-backend.html"),
+        )
+    if name in ("UNKNOWN", "INTERNAL") and status is None:
+        return Check(
+            "grpc",
+            FAIL,
+            f"an HTTP error page came back instead of a gRPC answer ({name}: {details[:200]})",
+            "usually IAP or the load balancer refusing the call; grpcio >= 1.62 reports which HTTP status; "
+            "see " + _doc("troubleshooting.html"),
+        )
+    # any other gRPC status was sent by flyteadmin itself: the path through IAP works
+    return Check("grpc", PASS, f"flyteadmin answered the gRPC health check: {name} {details[:120]}".rstrip())

@@ -1,0 +1,1290 @@
+"""A local Identity-Aware Proxy: checks Google ID tokens the way IAP does, for HTTP/1.1 and gRPC.
+
+Example::
+
+    from flyte_iap.testing import FakeFlyteAdmin, FakeGoogle, IapProxy
+
+    with FakeGoogle() as google, FakeFlyteAdmin() as admin, IapProxy(
+        "123-iap.apps.googleusercontent.com",
+        certs_url=google.certs_url,
+        allowed=[google.user_email],
+        http_upstream=admin.http_url,
+        grpc_upstream=admin.grpc_target,
+    ) as iap:
+        iap.url            # "http://127.0.0.1:PORT": HTTP/1.1 and h2c gRPC on the same port, like :443
+        iap.endpoint       # "127.0.0.1:PORT" for admin.endpoint (dns:///...)
+        ...
+        iap.passed["grpc"], iap.rejected["http"], iap.rejections[-1].message
+
+What it enforces, from IAP's documentation for programmatic access:
+
+* The request carries a Google ID token as ``Proxy-Authorization: Bearer ...`` or ``Authorization:
+  Bearer ...`` (``Proxy-Authorization`` wins when both are there). Its signature verifies against
+  Google's certificates (``certs_url``, fetched with the standard library, cached, refetched for an
+  unknown ``kid``), ``aud`` is the IAP OAuth client ID, ``iss`` is Google, ``exp`` is in the future
+  (by :attr:`IapProxy.clock`), and ``email`` is allowed (``roles/iap.httpsResourceAccessor``:
+  ``allowed`` takes e-mails, ``user:``/``serviceAccount:`` members, ``domain:example.com`` or
+  ``allAuthenticatedUsers``).
+* Otherwise the upstream is never contacted. The answer is IAP's own: ``401`` (``403`` for a valid
+  token whose e-mail has no access), ``content-type: text/html; charset=UTF-8``,
+  ``x-goog-iap-generated-response: true`` and IAP's message as the body, e.g. ``Invalid IAP
+  credentials: empty token``. A gRPC call gets the same HTTP/2 response (``:status 401``,
+  ``text/html``), which grpcio turns into ``StatusCode.UNKNOWN`` (401) or ``PERMISSION_DENIED`` (403):
+  exactly what flytekit's ``AuthUnaryInterceptor`` sees behind the real IAP.
+* A passing request loses ``Proxy-Authorization`` (or, when the token came in ``Authorization``,
+  that header) and gains ``x-goog-iap-jwt-assertion`` (ES256, ``iss https://cloud.google.com/iap``,
+  ``aud /projects/NUM/global/backendServices/ID``; keys in :attr:`IapProxy.jwks`) and
+  ``x-goog-authenticated-user-email``/``-id``; everything else, flyteadmin's own ``authorization`` or
+  ``flyte-authorization`` included, reaches the upstream untouched.
+
+One port serves both protocols: a connection that starts with the HTTP/2 preface (or negotiates
+``h2`` by ALPN with ``tls=True``) is HTTP/2; gRPC requests (``content-type: application/grpc``) go to
+``grpc_upstream`` over h2c with streaming, trailers and flow control, anything else to
+``http_upstream`` over HTTP/1.1. With ``tls=True`` the proxy serves a certificate signed by its own
+CA (:attr:`IapProxy.ca_cert_file`), for ``admin.insecure: false`` + ``caCertFilePath``. An unreachable
+upstream gives the load balancer's ``502``. ``enforce=False`` turns the checks off: a backend that
+IAP does not protect, for ``flyte-iap doctor``'s tests.
+
+Not emulated: browser sessions (IAP's 302 to the sign-in page and its cookie), service-account
+self-signed JWTs, OAuth access tokens, access levels, group members, and the programmatic-clients
+allowlist (a token whose ``azp`` is any client passes). The 401 bodies are IAP's words as reported
+publicly; the 403 body ``Access denied`` is less certain (one public report) and IAP's HTML page for
+browsers is not reproduced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import collections
+import contextlib
+import datetime
+import ipaddress
+import json
+import secrets
+import shutil
+import ssl
+import tempfile
+import threading
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import h2.config
+import h2.connection
+import h2.errors
+import h2.events
+import h2.exceptions
+import jwt
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from flyte_iap.endpoints import GOOGLE_ISSUERS
+
+__all__ = ["MESSAGES", "Forwarded", "IapProxy", "Rejection", "Verdict"]
+
+_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+#: IAP's answers (bodies are plain text although the content type says HTML, as IAP's are).
+MESSAGES = {
+    "empty_token": "Invalid IAP credentials: empty token",
+    "unparsable": "Invalid IAP credentials: Unable to parse JWT",
+    "bad_signature": "Invalid IAP credentials: JWT signature is invalid",
+    "wrong_issuer": "Invalid IAP credentials: JWT issuer is invalid",
+    "wrong_audience": (
+        "Invalid IAP credentials: JWT audience doesn't match this application "
+        "('aud' claim ({actual}) doesn't match expected value ({expected}))"
+    ),
+    "expired": "OpenID Connect token expired: JWT has expired",
+    "no_email": "Invalid IAP credentials: JWT 'email' claim isn't a string",
+    "access_denied": "Access denied",
+}
+_BAD_GATEWAY = (
+    "<!DOCTYPE html>\n<html lang=en><meta charset=utf-8><title>Error 502 (Server Error)!!1</title>"
+    "<p><b>502.</b> That's an error.<p>The server encountered a temporary error and could not "
+    "complete your request.<p>Please try again in 30 seconds.</html>\n"
+)
+_HOP_BY_HOP = {
+    b"connection",
+    b"keep-alive",
+    b"proxy-connection",
+    b"proxy-authorization",
+    b"proxy-authenticate",
+    b"te",
+    b"trailer",
+    b"transfer-encoding",
+    b"upgrade",
+}
+#: Headers only IAP may set: a client's copies are dropped so they cannot be spoofed.
+_IAP_SET = (b"x-goog-iap-jwt-assertion", b"x-goog-authenticated-user-email", b"x-goog-authenticated-user-id")
+_CERTS_TTL = 300.0
+_MAX_HEADER_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """A request IAP turned away: the upstream never saw it."""
+
+    protocol: str  # "http" or "grpc"
+    method: str
+    path: str
+    status: int
+    reason: str  # a key of MESSAGES
+    message: str
+    header: str | None  # where the token was looked for: "proxy-authorization", "authorization", None
+
+
+@dataclass(frozen=True)
+class Forwarded:
+    """A request that passed IAP, with the headers the upstream received (lower-case names)."""
+
+    protocol: str
+    method: str
+    path: str
+    email: str
+    token_header: str | None  # "proxy-authorization", "authorization", or None with enforce=False
+    headers: dict[str, str]
+
+
+@dataclass
+class Verdict:
+    """IAP's decision on one request (:meth:`IapProxy.check`)."""
+
+    ok: bool
+    status: int = 200
+    reason: str = ""
+    message: str = ""
+    header: str | None = None
+    claims: dict[str, Any] = field(default_factory=dict)
+
+
+class IapProxy:
+    """IAP for programmatic access, on 127.0.0.1, in front of flyteadmin's HTTP and gRPC ports.
+
+    Args:
+        audience: the IAP OAuth client ID tokens must be minted for (``aud``).
+        certs_url: where Google's signing certificates are (``FakeGoogle.certs_url``): a JSON object
+            ``{kid: PEM certificate}``.
+        allowed: who holds ``roles/iap.httpsResourceAccessor``: e-mails, ``user:``,
+            ``serviceAccount:`` or ``domain:`` members, ``allAuthenticatedUsers`` (groups are not
+            emulated).
+        http_upstream: ``http://127.0.0.1:PORT`` for HTTP requests (flyteadmin's HTTP port).
+        grpc_upstream: ``127.0.0.1:PORT`` for gRPC requests (flyteadmin's gRPC port, h2c).
+        tls: serve HTTPS/h2 with a certificate from the proxy's own CA (see :attr:`ca_cert_file`).
+        tls_hostnames: the certificate's subject alternative names (DNS names or IP addresses).
+        tls_valid_days: how long the certificate is valid from now (negative: already expired).
+        project_number: for the ``aud`` of ``x-goog-iap-jwt-assertion``.
+        backend_service_id: likewise.
+        enforce: ``False`` lets every request through unchecked (a backend IAP does not protect).
+        clock: the proxy's idea of now (seconds since the epoch), for expiry tests.
+        host: interface to listen on; only loopback addresses make sense.
+        port: 0 for an ephemeral port.
+    """
+
+    def __init__(
+        self,
+        audience: str,
+        *,
+        certs_url: str,
+        allowed: Iterable[str] = (),
+        http_upstream: str | None = None,
+        grpc_upstream: str | None = None,
+        tls: bool = False,
+        tls_hostnames: Sequence[str] = ("localhost", "127.0.0.1"),
+        tls_valid_days: int = 90,
+        project_number: str = "123456789012",
+        backend_service_id: str = "4567890123456789012",
+        enforce: bool = True,
+        clock: Callable[[], float] = time.time,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        self.audience = audience
+        self.certs_url = certs_url
+        self.http_upstream = http_upstream.rstrip("/") if http_upstream else None
+        self.grpc_upstream = grpc_upstream
+        self.tls = tls
+        self.tls_hostnames = tuple(tls_hostnames)
+        self.tls_valid_days = tls_valid_days
+        self.project_number = project_number
+        self.backend_service_id = backend_service_id
+        self.enforce = enforce
+        self.clock = clock
+        self.host = host
+        self.port = port
+        self._allowed: set[str] = set()
+        for member in allowed:
+            self.allow(member)
+        self._lock = threading.Lock()
+        #: requests passed to the upstream, by protocol ("http", "grpc")
+        self.passed: collections.Counter[str] = collections.Counter()
+        #: requests turned away, by protocol
+        self.rejected: collections.Counter[str] = collections.Counter()
+        self.rejections: list[Rejection] = []
+        self.forwarded: list[Forwarded] = []
+        #: certificate fetches from ``certs_url`` (the cache keeps this low)
+        self.certs_fetches = 0
+        self._certs: dict[str, str] = {}
+        self._certs_at = 0.0
+        self._signing_key = ec.generate_private_key(ec.SECP256R1())
+        self._kid = secrets.token_hex(4)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._server: asyncio.AbstractServer | None = None
+        self._thread: threading.Thread | None = None
+        self._tmpdir: Path | None = None
+        self._ssl: ssl.SSLContext | None = None
+        self.ca_cert_pem: bytes = b""
+
+    # -- membership --------------------------------------------------------------------------------
+    def allow(self, member: str) -> None:
+        """Grant ``roles/iap.httpsResourceAccessor`` to an e-mail or IAM member."""
+        self._allowed.add(self._normalise(member))
+
+    def revoke(self, member: str) -> None:
+        """Take the role away again."""
+        self._allowed.discard(self._normalise(member))
+
+    @staticmethod
+    def _normalise(member: str) -> str:
+        kind, sep, rest = member.partition(":")
+        if sep and kind in ("user", "serviceAccount"):
+            return rest.lower()
+        if sep and kind == "domain":
+            return "domain:" + rest.lower()
+        return member if member == "allAuthenticatedUsers" else member.lower()
+
+    def _is_allowed(self, email: str) -> bool:
+        email = email.lower()
+        domain = email.rpartition("@")[2]
+        allowed = self._allowed
+        return "allAuthenticatedUsers" in allowed or email in allowed or f"domain:{domain}" in allowed
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def start(self) -> IapProxy:
+        """Start listening in a background thread (idempotent); returns self."""
+        if self._thread is not None:
+            return self
+        if self.tls:
+            self._ssl = self._make_tls()
+        ready = threading.Event()
+        failure: list[BaseException] = []
+
+        def run() -> None:
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            loop.set_exception_handler(_quiet_exception_handler)
+            try:
+                self._server = loop.run_until_complete(
+                    asyncio.start_server(self._on_connection, self.host, self.port, ssl=self._ssl)
+                )
+                self.port = self._server.sockets[0].getsockname()[1]
+            except BaseException as exc:  # report to the starting thread
+                failure.append(exc)
+                ready.set()
+                return
+            ready.set()
+            try:
+                loop.run_forever()
+            finally:
+                loop.run_until_complete(loop.shutdown_asyncgens())
+                loop.close()
+
+        self._thread = threading.Thread(target=run, name="iap-proxy", daemon=True)
+        self._thread.start()
+        ready.wait(10)
+        if failure:
+            self._thread = None
+            raise failure[0]
+        return self
+
+    def stop(self) -> None:
+        """Stop listening and close every connection."""
+        loop, thread = self._loop, self._thread
+        if loop is None or thread is None:
+            return
+
+        async def shutdown() -> None:
+            if self._server is not None:
+                self._server.close()
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(shutdown(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        self._thread = self._loop = self._server = None
+        if self._tmpdir is not None:
+            shutil.rmtree(self._tmpdir, ignore_errors=True)
+            self._tmpdir = None
+
+    def __enter__(self) -> IapProxy:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- addresses -------------------------------------------------------------------------------
+    @property
+    def _hostname(self) -> str:
+        if self.tls and "localhost" in self.tls_hostnames:
+            return "localhost"
+        return self.host
+
+    @property
+    def url(self) -> str:
+        """``http://127.0.0.1:PORT`` (``https://localhost:PORT`` with ``tls=True``)."""
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://{self._hostname}:{self.port}"
+
+    @property
+    def endpoint(self) -> str:
+        """``host:port`` for flytekit's ``admin.endpoint`` (prefix ``dns:///``)."""
+        return f"{self._hostname}:{self.port}"
+
+    @property
+    def ca_cert_file(self) -> str | None:
+        """PEM file of the CA that signed the proxy's certificate (``caCertFilePath``), with ``tls=True``."""
+        if self._tmpdir is None:
+            return None
+        return str(self._tmpdir / "iap-proxy-ca.pem")
+
+    @property
+    def jwt_audience(self) -> str:
+        """The ``aud`` of ``x-goog-iap-jwt-assertion``."""
+        return f"/projects/{self.project_number}/global/backendServices/{self.backend_service_id}"
+
+    @property
+    def jwks(self) -> dict[str, Any]:
+        """The public key of ``x-goog-iap-jwt-assertion`` as a JWK set (IAP's ``public_key-jwk``)."""
+        numbers = self._signing_key.public_key().public_numbers()
+
+        def b64(n: int) -> str:
+            return base64.urlsafe_b64encode(n.to_bytes(32, "big")).rstrip(b"=").decode()
+
+        key = {"kty": "EC", "crv": "P-256", "alg": "ES256", "use": "sig", "kid": self._kid}
+        key.update(x=b64(numbers.x), y=b64(numbers.y))
+        return {"keys": [key]}
+
+    # -- records -----------------------------------------------------------------------------------
+    def reset_counts(self) -> None:
+        """Forget counts and records."""
+        with self._lock:
+            self.passed.clear()
+            self.rejected.clear()
+            self.rejections.clear()
+            self.forwarded.clear()
+
+    def _record_rejection(self, rejection: Rejection) -> None:
+        with self._lock:
+            self.rejected[rejection.protocol] += 1
+            self.rejections.append(rejection)
+
+    def _record_forward(self, forwarded: Forwarded) -> None:
+        with self._lock:
+            self.passed[forwarded.protocol] += 1
+            self.forwarded.append(forwarded)
+
+    # -- the check -------------------------------------------------------------------------------
+    def check(self, headers: Sequence[tuple[bytes, bytes]]) -> Verdict:
+        """Decide on a request's headers (lower-case names) as IAP would. Blocking (certificate fetch)."""
+        if not self.enforce:
+            return Verdict(True)
+        found: dict[bytes, bytes] = {}
+        for name, value in headers:
+            if name in (b"proxy-authorization", b"authorization") and name not in found:
+                found[name] = value
+        header: str | None = None
+        token = ""
+        for name in (b"proxy-authorization", b"authorization"):
+            if name in found:
+                scheme, _, rest = found[name].decode("latin-1").strip().partition(" ")
+                if scheme.lower() == "bearer" or name == b"proxy-authorization":
+                    header, token = name.decode(), rest.strip() if scheme.lower() == "bearer" else ""
+                    break
+        if not token:
+            return self._deny("empty_token", header)
+        parts = token.split(".")
+        try:
+            if len(parts) != 3:
+                raise ValueError("not three parts")
+            head = json.loads(_b64decode(parts[0]))
+            claims = json.loads(_b64decode(parts[1]))
+            signature = _b64decode(parts[2])
+            if not isinstance(head, dict) or not isinstance(claims, dict):
+                raise ValueError("not objects")
+        except ValueError:
+            return self._deny("unparsable", header)
+        if not self._signature_ok(head, f"{parts[0]}.{parts[1]}".encode(), signature):
+            return self._deny("bad_signature", header)
+        if claims.get("iss") not in GOOGLE_ISSUERS:
+            return self._deny("wrong_issuer", header)
+        if claims.get("aud") != self.audience:
+            message = MESSAGES["wrong_audience"].format(actual=claims.get("aud"), expected=self.audience)
+            return Verdict(False, 401, "wrong_audience", message, header)
+        exp = claims.get("exp")
+        if not isinstance(exp, int | float) or exp <= self.clock():
+            return self._deny("expired", header)
+        email = claims.get("email")
+        if not isinstance(email, str):
+            return self._deny("no_email", header)
+        if not self._is_allowed(email):
+            return Verdict(False, 403, "access_denied", MESSAGES["access_denied"], header, claims)
+        return Verdict(True, header=header, claims=claims)
+
+    @staticmethod
+    def _deny(reason: str, header: str | None) -> Verdict:
+        return Verdict(False, 401, reason, MESSAGES[reason], header)
+
+    def _signature_ok(self, head: dict[str, Any], message: bytes, signature: bytes) -> bool:
+        from google.auth import crypt
+
+        if head.get("alg") != "RS256":
+            return False
+        kid = head.get("kid")
+        certs = self._get_certs(force=False)
+        if kid not in certs:
+            certs = self._get_certs(force=True)
+        # like google.auth.jwt.decode: a kid selects its certificate; only a token without one tries all
+        if kid is None:
+            candidates = list(certs.values())
+        elif kid in certs:
+            candidates = [certs[kid]]
+        else:
+            return False
+        try:
+            return bool(candidates) and crypt.verify_signature(message, signature, candidates)
+        except ValueError:
+            return False
+
+    def _get_certs(self, *, force: bool) -> dict[str, str]:
+        with self._lock:
+            fresh = time.monotonic() - self._certs_at < _CERTS_TTL
+            # a forced refetch for an unknown kid is rate-limited, like Google's own key caches
+            if self._certs and ((fresh and not force) or time.monotonic() - self._certs_at < 1.0):
+                return self._certs
+        try:
+            with urllib.request.urlopen(self.certs_url, timeout=10) as response:
+                certs = json.loads(response.read())
+        except (OSError, ValueError):
+            return self._certs
+        with self._lock:
+            self.certs_fetches += 1
+            self._certs = {str(k): str(v) for k, v in certs.items()} if isinstance(certs, dict) else {}
+            self._certs_at = time.monotonic()
+            return self._certs
+
+    def _rewrite(
+        self, headers: Sequence[tuple[bytes, bytes]], verdict: Verdict, *, http2: bool
+    ) -> list[tuple[bytes, bytes]]:
+        """The headers the upstream gets: IAP's own added, the consumed credential removed."""
+        drop = {b"proxy-authorization", *_IAP_SET}
+        if verdict.header == "authorization":
+            drop.add(b"authorization")
+        out = [(n, v) for n, v in headers if n not in drop]
+        if verdict.claims:
+            email = verdict.claims["email"]
+            sub = str(verdict.claims.get("sub", ""))
+            out.append((b"x-goog-iap-jwt-assertion", self.assertion(email, sub).encode()))
+            out.append((b"x-goog-authenticated-user-email", f"accounts.google.com:{email}".encode()))
+            out.append((b"x-goog-authenticated-user-id", f"accounts.google.com:{sub}".encode()))
+        if not http2:
+            out.append((b"via", b"1.1 google"))
+        return out
+
+    def assertion(self, email: str, sub: str) -> str:
+        """An ``x-goog-iap-jwt-assertion`` for this identity, signed with the proxy's ES256 key."""
+        now = int(self.clock())
+        claims = {
+            "iss": "https://cloud.google.com/iap",
+            "aud": self.jwt_audience,
+            "sub": f"accounts.google.com:{sub}",
+            "email": email,
+            "iat": now,
+            "exp": now + 600,
+            "identity_source": "GOOGLE",
+        }
+        return jwt.encode(claims, self._signing_key, algorithm="ES256", headers={"kid": self._kid})
+
+    # -- TLS -------------------------------------------------------------------------------------
+    def _make_tls(self) -> ssl.SSLContext:
+        self._tmpdir = Path(tempfile.mkdtemp(prefix="flyte-iap-proxy-"))
+        ca_key = ec.generate_private_key(ec.SECP256R1())
+        now = datetime.datetime.now(datetime.UTC)
+        ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "flyte-iap IapProxy test CA")])
+        ca = (
+            x509.CertificateBuilder()
+            .subject_name(ca_name)
+            .issuer_name(ca_name)
+            .public_key(ca_key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=3650))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=True,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    key_cert_sign=True,
+                    crl_sign=True,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            )
+            .sign(ca_key, hashes.SHA256())
+        )
+        key = ec.generate_private_key(ec.SECP256R1())
+        names: list[x509.GeneralName] = []
+        for host in self.tls_hostnames:
+            try:
+                names.append(x509.IPAddress(ipaddress.ip_address(host)))
+            except ValueError:
+                names.append(x509.DNSName(host))
+        end = now + datetime.timedelta(days=self.tls_valid_days)
+        leaf = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, self.tls_hostnames[0])]))
+            .issuer_name(ca_name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(min(now - datetime.timedelta(days=1), end - datetime.timedelta(days=2)))
+            .not_valid_after(end)
+            .add_extension(x509.SubjectAlternativeName(names), critical=False)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .sign(ca_key, hashes.SHA256())
+        )
+        self.ca_cert_pem = ca.public_bytes(serialization.Encoding.PEM)
+        (self._tmpdir / "iap-proxy-ca.pem").write_bytes(self.ca_cert_pem)
+        chain = self._tmpdir / "server.pem"
+        chain.write_bytes(leaf.public_bytes(serialization.Encoding.PEM) + self.ca_cert_pem)
+        key_file = self._tmpdir / "server.key"
+        key_file.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.load_cert_chain(chain, key_file)
+        context.set_alpn_protocols(["h2", "http/1.1"])
+        return context
+
+    # -- connections -------------------------------------------------------------------------------
+    async def _on_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            ssl_object = writer.get_extra_info("ssl_object")
+            alpn = ssl_object.selected_alpn_protocol() if ssl_object is not None else None
+            if alpn == "h2":
+                await _H2Session(self, reader, writer, b"").run()
+                return
+            first = b""
+            if alpn is None:
+                # read until the bytes either are the HTTP/2 preface or cannot become it
+                while len(first) < len(_PREFACE) and _PREFACE.startswith(first):
+                    chunk = await reader.read(len(_PREFACE) - len(first))
+                    if not chunk:
+                        break
+                    first += chunk
+                if not first:
+                    return
+                if first == _PREFACE:
+                    await _H2Session(self, reader, writer, first).run()
+                    return
+            await _H1Session(self, _Buffered(reader, first), writer).run()
+        except (
+            ConnectionError,
+            asyncio.IncompleteReadError,
+            ssl.SSLError,
+            ValueError,  # a malformed request: drop the connection, as a load balancer would
+            h2.exceptions.H2Error,
+            asyncio.CancelledError,
+        ):
+            # CancelledError: the proxy is stopping; swallowing it keeps asyncio from logging it
+            pass
+        finally:
+            with contextlib.suppress(Exception):
+                writer.close()
+
+    async def _verdict(self, headers: Sequence[tuple[bytes, bytes]]) -> Verdict:
+        # the certificate fetch blocks: keep it off the event loop
+        return await asyncio.get_running_loop().run_in_executor(None, self.check, headers)
+
+
+def _quiet_exception_handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    # handshake failures (a client that rejects the test CA) are expected in TLS tests
+    exc = context.get("exception")
+    if isinstance(exc, ssl.SSLError | ConnectionError):
+        return
+    loop.default_exception_handler(context)
+
+
+def _b64decode(part: str) -> bytes:
+    try:
+        return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+    except (ValueError, TypeError) as exc:
+        raise ValueError(str(exc)) from exc
+
+
+def _reject_body(verdict: Verdict) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    body = verdict.message.encode()
+    headers = [
+        (b"content-type", b"text/html; charset=UTF-8"),
+        (b"x-goog-iap-generated-response", b"true"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    return verdict.status, headers, body
+
+
+# ---------------------------------------------------------------------------------------------------
+# HTTP/1.1
+# ---------------------------------------------------------------------------------------------------
+
+
+class _Buffered:
+    """A StreamReader with bytes pushed back in front (the peeked preface)."""
+
+    def __init__(self, reader: asyncio.StreamReader, initial: bytes) -> None:
+        self._reader = reader
+        self._buffer = bytearray(initial)
+
+    async def readuntil(self, separator: bytes, limit: int) -> bytes:
+        while True:
+            index = self._buffer.find(separator)
+            if index >= 0:
+                end = index + len(separator)
+                data = bytes(self._buffer[:end])
+                del self._buffer[:end]
+                return data
+            if len(self._buffer) > limit:
+                raise ValueError("header section too large")
+            chunk = await self._reader.read(65536)
+            if not chunk:
+                raise asyncio.IncompleteReadError(bytes(self._buffer), None)
+            self._buffer += chunk
+
+    async def readexactly(self, n: int) -> bytes:
+        while len(self._buffer) < n:
+            chunk = await self._reader.read(max(65536, n - len(self._buffer)))
+            if not chunk:
+                raise asyncio.IncompleteReadError(bytes(self._buffer), n)
+            self._buffer += chunk
+        data = bytes(self._buffer[:n])
+        del self._buffer[:n]
+        return data
+
+    async def read_to_eof(self) -> bytes:
+        data = bytes(self._buffer) + await self._reader.read()
+        self._buffer.clear()
+        return data
+
+
+def _parse_head(head: bytes) -> tuple[str, list[tuple[bytes, bytes]]]:
+    lines = head.rstrip(b"\r\n").split(b"\r\n")
+    headers: list[tuple[bytes, bytes]] = []
+    for line in lines[1:]:
+        name, sep, value = line.partition(b":")
+        if not sep or not name or name != name.strip():
+            raise ValueError("malformed header line")
+        headers.append((name.lower(), value.strip()))
+    return lines[0].decode("latin-1"), headers
+
+
+def _get(headers: Sequence[tuple[bytes, bytes]], name: bytes) -> bytes | None:
+    for n, v in headers:
+        if n == name:
+            return v
+    return None
+
+
+async def _read_body(reader: _Buffered, headers: Sequence[tuple[bytes, bytes]]) -> bytes:
+    encoding = (_get(headers, b"transfer-encoding") or b"").lower()
+    if b"chunked" in encoding:
+        body = bytearray()
+        while True:
+            size_line = await reader.readuntil(b"\r\n", 1024)
+            size = int(size_line.split(b";")[0].strip(), 16)
+            if size == 0:
+                # trailer section, ends with an empty line
+                while (await reader.readuntil(b"\r\n", _MAX_HEADER_BYTES)) != b"\r\n":
+                    pass
+                return bytes(body)
+            body += await reader.readexactly(size)
+            await reader.readexactly(2)
+    length = _get(headers, b"content-length")
+    if length is not None:
+        return await reader.readexactly(int(length))
+    return b""
+
+
+def _serialise_response(
+    status: int, reason: str, headers: Iterable[tuple[bytes, bytes]], body: bytes
+) -> bytes:
+    lines = [f"HTTP/1.1 {status} {reason}".encode()]
+    lines += [n + b": " + v for n, v in headers]
+    return b"\r\n".join(lines) + b"\r\n\r\n" + body
+
+
+_REASONS = {200: "OK", 401: "Unauthorized", 403: "Forbidden", 400: "Bad Request", 502: "Bad Gateway"}
+
+
+async def _forward_http(
+    upstream: str | None, method: str, target: str, headers: list[tuple[bytes, bytes]], body: bytes
+) -> tuple[int, str, list[tuple[bytes, bytes]], bytes]:
+    """One HTTP/1.1 exchange with the upstream; a 502 when it cannot be reached."""
+    if upstream is None:
+        return 502, "Bad Gateway", [(b"content-type", b"text/html; charset=UTF-8")], _BAD_GATEWAY.encode()
+    parts = urllib.parse.urlsplit(upstream)
+    try:
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(parts.hostname, parts.port or 80), timeout=10
+        )
+    except (OSError, TimeoutError):
+        return 502, "Bad Gateway", [(b"content-type", b"text/html; charset=UTF-8")], _BAD_GATEWAY.encode()
+    try:
+        connection_named = {
+            t.strip().lower().encode() for t in (_get(headers, b"connection") or b"").decode().split(",") if t
+        }
+        out = [(n, v) for n, v in headers if n not in _HOP_BY_HOP and n not in connection_named]
+        out = [(n, v) for n, v in out if n != b"content-length"]
+        if body or method in ("POST", "PUT", "PATCH"):
+            out.append((b"content-length", str(len(body)).encode()))
+        out.append((b"connection", b"close"))
+        request = f"{method} {target} HTTP/1.1\r\n".encode()
+        request += b"".join(n + b": " + v + b"\r\n" for n, v in out) + b"\r\n" + body
+        writer.write(request)
+        await writer.drain()
+        buffered = _Buffered(reader, b"")
+        head = await buffered.readuntil(b"\r\n\r\n", _MAX_HEADER_BYTES)
+        status_line, response_headers = _parse_head(head)
+        code, _, reason = status_line.partition(" ")[2].partition(" ")
+        status = int(code)
+        if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
+            response_body = b""
+        elif _get(response_headers, b"transfer-encoding") or _get(response_headers, b"content-length"):
+            response_body = await _read_body(buffered, response_headers)
+        else:
+            response_body = await buffered.read_to_eof()
+        return status, reason, response_headers, response_body
+    except (OSError, ValueError, asyncio.IncompleteReadError):
+        return 502, "Bad Gateway", [(b"content-type", b"text/html; charset=UTF-8")], _BAD_GATEWAY.encode()
+    finally:
+        with contextlib.suppress(Exception):
+            writer.close()
+
+
+class _H1Session:
+    def __init__(self, proxy: IapProxy, reader: _Buffered, writer: asyncio.StreamWriter) -> None:
+        self.proxy = proxy
+        self.reader = reader
+        self.writer = writer
+
+    async def run(self) -> None:
+        while True:
+            try:
+                head = await self.reader.readuntil(b"\r\n\r\n", _MAX_HEADER_BYTES)
+            except asyncio.IncompleteReadError:
+                return
+            try:
+                request_line, headers = _parse_head(head)
+                method, target, version = request_line.split(" ")
+            except ValueError:
+                self.writer.write(_serialise_response(400, "Bad Request", [(b"connection", b"close")], b""))
+                await self.writer.drain()
+                return
+            keep_alive = version == "HTTP/1.1" and (_get(headers, b"connection") or b"").lower() != b"close"
+            verdict = await self.proxy._verdict(headers)
+            path = urllib.parse.urlsplit(target).path or target
+            if not verdict.ok:
+                self.proxy._record_rejection(
+                    Rejection(
+                        "http", method, path, verdict.status, verdict.reason, verdict.message, verdict.header
+                    )
+                )
+                status, reject_headers, body = _reject_body(verdict)
+                expect = (_get(headers, b"expect") or b"").lower() == b"100-continue"
+                length = _get(headers, b"content-length")
+                # drain a small body so the connection stays usable; otherwise don't read it at all
+                reusable = keep_alive and not expect and (length is None or int(length) <= 1 << 20)
+                if reusable:
+                    await _read_body(self.reader, headers)
+                else:
+                    reject_headers.append((b"connection", b"close"))
+                self.writer.write(_serialise_response(status, _REASONS[status], reject_headers, body))
+                await self.writer.drain()
+                if not reusable:
+                    return
+                continue
+            if (_get(headers, b"expect") or b"").lower() == b"100-continue":
+                self.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+                await self.writer.drain()
+            body = await _read_body(self.reader, headers)
+            rewritten = self.proxy._rewrite(headers, verdict, http2=False)
+            rewritten = [(n, v) for n, v in rewritten if n != b"expect"]
+            self.proxy._record_forward(
+                Forwarded(
+                    "http", method, path, verdict.claims.get("email", ""), verdict.header, _as_dict(rewritten)
+                )
+            )
+            status, reason, response_headers, response_body = await _forward_http(
+                self.proxy.http_upstream, method, target, rewritten, body
+            )
+            out = [(n, v) for n, v in response_headers if n not in _HOP_BY_HOP and n != b"content-length"]
+            if not (method == "HEAD" or status in (204, 304)):
+                out.append((b"content-length", str(len(response_body)).encode()))
+            if not keep_alive:
+                out.append((b"connection", b"close"))
+            self.writer.write(
+                _serialise_response(status, reason or _REASONS.get(status, ""), out, response_body)
+            )
+            await self.writer.drain()
+            if not keep_alive:
+                return
+
+
+def _as_dict(headers: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
+    return {n.decode("latin-1"): v.decode("latin-1") for n, v in headers}
+
+
+# ---------------------------------------------------------------------------------------------------
+# HTTP/2 (gRPC)
+# ---------------------------------------------------------------------------------------------------
+
+
+class _Outbox:
+    """Data waiting for flow-control window on one stream of one connection, then trailers or END_STREAM."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+        self.end = False
+        self.trailers: list[tuple[bytes, bytes]] | None = None
+        self.done = False
+
+
+def _flush(conn: h2.connection.H2Connection, stream_id: int, box: _Outbox) -> None:
+    """Send what the peer's window allows."""
+    if box.done:
+        return
+    try:
+        while box.data:
+            window = min(conn.local_flow_control_window(stream_id), conn.max_outbound_frame_size)
+            if window <= 0:
+                return
+            chunk = bytes(box.data[:window])
+            del box.data[:window]
+            conn.send_data(stream_id, chunk)
+        if box.end:
+            if box.trailers is not None:
+                conn.send_headers(stream_id, box.trailers, end_stream=True)
+            else:
+                conn.end_stream(stream_id)
+            box.done = True
+    except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError, KeyError):
+        box.done = True
+
+
+@dataclass
+class _Stream:
+    sid: int
+    method: str = ""
+    path: str = ""
+    grpc: bool = False
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    rejected: bool = False
+    verdict: Verdict | None = None
+    checked: bool = False
+    request_ended: bool = False
+    request_body: bytearray = field(default_factory=bytearray)
+    up: _H2Upstream | None = None
+    up_sid: int | None = None
+    to_upstream: _Outbox = field(default_factory=_Outbox)
+    to_client: _Outbox = field(default_factory=_Outbox)
+    responded: bool = False
+    finished: bool = False
+
+
+class _H2Session:
+    """One downstream HTTP/2 connection (server side)."""
+
+    def __init__(
+        self, proxy: IapProxy, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, initial: bytes
+    ) -> None:
+        self.proxy = proxy
+        self.reader = reader
+        self.writer = writer
+        self.initial = initial
+        config = h2.config.H2Configuration(client_side=False, header_encoding=None)
+        self.conn = h2.connection.H2Connection(config=config)
+        self.streams: dict[int, _Stream] = {}
+        self.upstream: _H2Upstream | None = None
+        self._upstream_lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def send(self) -> None:
+        data = self.conn.data_to_send()
+        if data:
+            self.writer.write(data)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def run(self) -> None:
+        self.conn.initiate_connection()
+        self.send()
+        data = self.initial
+        try:
+            while True:
+                if data:
+                    try:
+                        events = self.conn.receive_data(data)
+                    except h2.exceptions.ProtocolError:
+                        self.send()
+                        return
+                    for event in events:
+                        self._on_event(event)
+                    self.send()
+                    await self.writer.drain()
+                data = await self.reader.read(65536)
+                if not data:
+                    return
+        finally:
+            for task in list(self._tasks):
+                task.cancel()
+            if self.upstream is not None:
+                self.upstream.close()
+
+    def _on_event(self, event: h2.events.Event) -> None:
+        if isinstance(event, h2.events.RequestReceived):
+            stream = _Stream(event.stream_id, headers=list(event.headers))
+            pseudo = dict(h for h in event.headers if h[0].startswith(b":"))
+            stream.method = pseudo.get(b":method", b"").decode()
+            stream.path = pseudo.get(b":path", b"").decode()
+            content_type = _get(event.headers, b"content-type") or b""
+            stream.grpc = content_type.startswith(b"application/grpc")
+            self.streams[event.stream_id] = stream
+            if event.stream_ended is not None:
+                stream.request_ended = True
+            self._spawn(self._check(stream))
+        elif isinstance(event, h2.events.DataReceived):
+            # Received data is acknowledged at once and buffered: the proxy never stalls a client, and
+            # what it sends on either side waits for that peer's window (see _flush).
+            self.conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+            stream = self.streams.get(event.stream_id)
+            if stream is None or stream.rejected:
+                return
+            if stream.grpc:
+                stream.to_upstream.data += event.data
+                self._pump_upstream(stream)
+            else:
+                stream.request_body += event.data
+        elif isinstance(event, h2.events.TrailersReceived):
+            stream = self.streams.get(event.stream_id)
+            if stream is not None and stream.grpc and not stream.rejected:
+                stream.to_upstream.trailers = list(event.headers)
+        elif isinstance(event, h2.events.StreamEnded):
+            stream = self.streams.get(event.stream_id)
+            if stream is None or stream.rejected:
+                return
+            stream.request_ended = True
+            if stream.grpc:
+                stream.to_upstream.end = True
+                self._pump_upstream(stream)
+            elif stream.checked:
+                self._spawn(self._forward_http(stream))
+        elif isinstance(event, h2.events.StreamReset):
+            stream = self.streams.pop(event.stream_id, None)
+            if stream is not None:
+                stream.finished = True
+                if stream.up is not None and stream.up_sid is not None:
+                    stream.up.reset(stream.up_sid, event.error_code)
+        elif isinstance(event, h2.events.WindowUpdated):
+            self.pump_client()
+        elif isinstance(event, h2.events.ConnectionTerminated):
+            self.writer.close()
+
+    async def _check(self, stream: _Stream) -> None:
+        verdict = await self.proxy._verdict(stream.headers)
+        stream.verdict = verdict
+        stream.checked = True
+        protocol = "grpc" if stream.grpc else "http"
+        if not verdict.ok:
+            stream.rejected = True
+            self.proxy._record_rejection(
+                Rejection(
+                    protocol,
+                    stream.method,
+                    stream.path,
+                    verdict.status,
+                    verdict.reason,
+                    verdict.message,
+                    verdict.header,
+                )
+            )
+            status, headers, body = _reject_body(verdict)
+            self.respond(stream, [(b":status", str(status).encode()), *headers], body)
+            return
+        rewritten = self.proxy._rewrite(stream.headers, verdict, http2=True)
+        stream.headers = rewritten
+        self.proxy._record_forward(
+            Forwarded(
+                protocol,
+                stream.method,
+                stream.path,
+                verdict.claims.get("email", ""),
+                verdict.header,
+                _as_dict(rewritten),
+            )
+        )
+        if not stream.grpc:
+            if stream.request_ended:
+                await self._forward_http(stream)
+            return
+        upstream = await self._get_upstream()
+        if upstream is None or stream.finished:
+            if not stream.finished:
+                self.respond(
+                    stream,
+                    [(b":status", b"502"), (b"content-type", b"text/html; charset=UTF-8")],
+                    _BAD_GATEWAY.encode(),
+                )
+            return
+        try:
+            stream.up_sid = upstream.open(stream)
+        except (h2.exceptions.ProtocolError, ConnectionError):
+            self.respond(
+                stream,
+                [(b":status", b"502"), (b"content-type", b"text/html; charset=UTF-8")],
+                _BAD_GATEWAY.encode(),
+            )
+            return
+        stream.up = upstream
+        self._pump_upstream(stream)
+
+    async def _get_upstream(self) -> _H2Upstream | None:
+        async with self._upstream_lock:
+            if self.upstream is not None and self.upstream.alive:
+                return self.upstream
+            if not self.proxy.grpc_upstream:
+                return None
+            host, _, port = self.proxy.grpc_upstream.rpartition(":")
+            upstream = _H2Upstream(self)
+            if not await upstream.connect(host.strip("[]"), int(port)):
+                return None
+            self.upstream = upstream
+            return upstream
+
+    async def _forward_http(self, stream: _Stream) -> None:
+        if stream.finished or stream.responded:
+            return
+        stream.responded = True
+        headers = [(n, v) for n, v in stream.headers if not n.startswith(b":")]
+        authority = _get(stream.headers, b":authority")
+        if authority and _get(headers, b"host") is None:
+            headers.insert(0, (b"host", authority))
+        status, _, response_headers, body = await _forward_http(
+            self.proxy.http_upstream, stream.method, stream.path, headers, bytes(stream.request_body)
+        )
+        out = [(b":status", str(status).encode())]
+        out += [(n, v) for n, v in response_headers if n not in _HOP_BY_HOP and n != b"content-length"]
+        out.append((b"content-length", str(len(body)).encode()))
+        stream.responded = False
+        self.respond(stream, out, body)
+
+    def respond(self, stream: _Stream, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+        """A complete response from the proxy itself (rejection, 502, or a translated HTTP/1.1 reply)."""
+        if stream.finished or stream.responded:
+            return
+        stream.responded = True
+        try:
+            self.conn.send_headers(stream.sid, headers, end_stream=not body)
+        except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
+            stream.finished = True
+            return
+        if body:
+            stream.to_client.data += body
+            stream.to_client.end = True
+            _flush(self.conn, stream.sid, stream.to_client)
+        else:
+            stream.to_client.done = True
+        self._maybe_finish(stream)
+        self.send()
+
+    def _pump_upstream(self, stream: _Stream) -> None:
+        if stream.up is None or stream.up_sid is None:
+            return
+        stream.up.flush_stream(stream)
+
+    def pump_client(self) -> None:
+        for stream in list(self.streams.values()):
+            _flush(self.conn, stream.sid, stream.to_client)
+            self._maybe_finish(stream)
+        self.send()
+
+    def _maybe_finish(self, stream: _Stream) -> None:
+        if stream.to_client.done:
+            stream.finished = True
+            self.streams.pop(stream.sid, None)
+
+    # called by the upstream ---------------------------------------------------------------------
+    def upstream_response(self, stream: _Stream, headers: list[tuple[bytes, bytes]]) -> None:
+        if stream.finished:
+            return
+        stream.responded = True
+        try:
+            self.conn.send_headers(stream.sid, [(n, v) for n, v in headers if n not in _HOP_BY_HOP])
+        except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
+            stream.finished = True
+        self.send()
+
+    def upstream_data(self, stream: _Stream, data: bytes) -> None:
+        stream.to_client.data += data
+        _flush(self.conn, stream.sid, stream.to_client)
+        self.send()
+
+    def upstream_end(self, stream: _Stream, trailers: list[tuple[bytes, bytes]] | None) -> None:
+        if trailers is not None:
+            stream.to_client.trailers = trailers
+        stream.to_client.end = True
+        _flush(self.conn, stream.sid, stream.to_client)
+        self._maybe_finish(stream)
+        self.send()
+
+    def upstream_reset(self, stream: _Stream, error_code: int) -> None:
+        if stream.finished:
+            return
+        if not stream.responded:
+            self.respond(
+                stream,
+                [(b":status", b"502"), (b"content-type", b"text/html; charset=UTF-8")],
+                _BAD_GATEWAY.encode(),
+            )
+            return
+        with contextlib.suppress(h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
+            self.conn.reset_stream(stream.sid, error_code)
+        stream.finished = True
+        self.streams.pop(stream.sid, None)
+        self.send()
+
+
+class _H2Upstream:
+    """The proxy's h2c client connection to the gRPC upstream, shared by one downstream session."""
+
+    def __init__(self, session: _H2Session) -> None:
+        self.session = session
+        config = h2.config.H2Configuration(client_side=True, header_encoding=None)
+        self.conn = h2.connection.H2Connection(config=config)
+        self.by_sid: dict[int, _Stream] = {}
+        self.alive = False
+        self.writer: asyncio.StreamWriter | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def connect(self, host: str, port: int) -> bool:
+        try:
+            reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout=10)
+        except (OSError, TimeoutError):
+            return False
+        self.writer = writer
+        self.conn.initiate_connection()
+        self.alive = True
+        self.send()
+        self._task = asyncio.ensure_future(self._read(reader))
+        return True
+
+    def send(self) -> None:
+        data = self.conn.data_to_send()
+        if data and self.writer is not None:
+            self.writer.write(data)
+
+    def open(self, stream: _Stream) -> int:
+        sid = self.conn.get_next_available_stream_id()
+        headers = list(stream.headers)
+        self.conn.send_headers(sid, headers)
+        self.by_sid[sid] = stream
+        self.send()
+        return sid
+
+    def flush_stream(self, stream: _Stream) -> None:
+        if stream.up_sid is None:
+            return
+        _flush(self.conn, stream.up_sid, stream.to_upstream)
+        self.send()
+
+    def reset(self, sid: int, error_code: int) -> None:
+        self.by_sid.pop(sid, None)
+        with contextlib.suppress(h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
+            self.conn.reset_stream(sid, error_code or h2.errors.ErrorCodes.CANCEL)
+        self.send()
+
+    def close(self) -> None:
+        self.alive = False
+        if self._task is not None:
+            self._task.cancel()
+        if self.writer is not None:
+            with contextlib.suppress(Exception):
+                self.writer.close()
+
+    async def _read(self, reader: asyncio.StreamReader) -> None:
+        session = self.session
+        try:
+            while True:
+                data = await reader.read(65536)
+                if not data:
+                    break
+                try:
+                    events = self.conn.receive_data(data)
+                except h2.exceptions.ProtocolError:
+                    break
+                for event in events:
+                    self._on_event(event)
+                self.send()
+                session.send()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            self.alive = False
+            for stream in list(self.by_sid.values()):
+                session.upstream_reset(stream, h2.errors.ErrorCodes.INTERNAL_ERROR)
+            self.by_sid.clear()
+            session.send()
+
+    def _on_event(self, event: h2.events.Event) -> None:
+        session = self.session
+        stream_id = getattr(event, "stream_id", None)
+        stream = self.by_sid.get(stream_id) if stream_id else None
+        if isinstance(event, h2.events.ResponseReceived) and stream is not None:
+            session.upstream_response(stream, list(event.headers))
+            if event.stream_ended is not None:
+                self.by_sid.pop(event.stream_id, None)
+                session.upstream_end(stream, None)
+        elif isinstance(event, h2.events.DataReceived):
+            self.conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+            if stream is not None:
+                session.upstream_data(stream, event.data)
+        elif isinstance(event, h2.events.TrailersReceived) and stream is not None:
+            self.by_sid.pop(event.stream_id, None)
+            session.upstream_end(stream, list(event.headers))
+        elif isinstance(event, h2.events.StreamEnded) and stream is not None:
+            self.by_sid.pop(event.stream_id, None)
+            session.upstream_end(stream, None)
+        elif isinstance(event, h2.events.StreamReset) and stream is not None:
+            self.by_sid.pop(event.stream_id, None)
+            session.upstream_reset(stream, event.error_code)
+        elif isinstance(event, h2.events.WindowUpdated):
+            for s in list(self.by_sid.values()):
+                if s.up_sid is not None:
+                    _flush(self.conn, s.up_sid, s.to_upstream)
+        elif isinstance(event, h2.events.ConnectionTerminated):
+            self.alive = False

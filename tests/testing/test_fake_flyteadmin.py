@@ -1,0 +1,152 @@
+"""FakeFlyteAdmin answers like flyteadmin, with and without its own auth, and records every header."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import grpc
+import pytest
+import requests
+from flyteidl.admin import common_pb2, execution_pb2, project_pb2, version_pb2
+from flyteidl.core import identifier_pb2
+from flyteidl.service import admin_pb2_grpc, auth_pb2, auth_pb2_grpc
+
+from flyte_iap.testing import FakeFlyteAdmin
+
+
+@pytest.fixture
+def admin() -> Iterator[FakeFlyteAdmin]:
+    with FakeFlyteAdmin() as fake:
+        yield fake
+
+
+@pytest.fixture
+def secured() -> Iterator[FakeFlyteAdmin]:
+    with FakeFlyteAdmin(auth=True, public_url="https://flyte.example.com") as fake:
+        yield fake
+
+
+def _admin_stub(fake: FakeFlyteAdmin) -> tuple[grpc.Channel, admin_pb2_grpc.AdminServiceStub]:
+    channel = grpc.insecure_channel(fake.grpc_target)
+    return channel, admin_pb2_grpc.AdminServiceStub(channel)
+
+
+def test_without_auth_admin_calls_answer_and_auth_metadata_is_not_served(admin: FakeFlyteAdmin) -> None:
+    channel, stub = _admin_stub(admin)
+    with channel:
+        version = stub.GetVersion(version_pb2.GetVersionRequest(), timeout=5)
+        projects = stub.ListProjects(project_pb2.ProjectListRequest(), timeout=5)
+        with pytest.raises(grpc.RpcError) as caught:
+            auth_pb2_grpc.AuthMetadataServiceStub(channel).GetPublicClientConfig(
+                auth_pb2.PublicClientAuthConfigRequest(), timeout=5
+            )
+
+    assert version.control_plane_version.Version
+    assert [p.id for p in projects.projects] == ["flytesnacks"]
+    # flyteadmin registers AuthMetadataService only with useAuth
+    assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert [c.code for c in admin.grpc_calls] == ["OK", "OK", "UNIMPLEMENTED"]
+
+
+def test_every_grpc_calls_metadata_is_recorded(admin: FakeFlyteAdmin) -> None:
+    channel, stub = _admin_stub(admin)
+    with channel:
+        stub.ListProjects(project_pb2.ProjectListRequest(), metadata=[("x-probe", "1"), ("x-probe", "2")])
+
+    call = admin.calls_to("ListProjects")[0]
+    assert call.method == "/flyteidl.service.AdminService/ListProjects"
+    assert call.metadata["x-probe"] == "2"
+    assert ("x-probe", "1") in call.metadata_pairs
+
+
+def test_with_auth_calls_need_a_token_from_the_token_endpoint(secured: FakeFlyteAdmin) -> None:
+    channel, stub = _admin_stub(secured)
+    with channel:
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.ListProjects(project_pb2.ProjectListRequest(), timeout=5)
+        response = requests.post(
+            secured.http_url + "/oauth2/token",
+            data={"grant_type": "client_credentials", "scope": "all"},
+            auth=(secured.client_id, secured.client_secret),
+        )
+        token = response.json()["access_token"]
+        projects = stub.ListProjects(
+            project_pb2.ProjectListRequest(), metadata=[("flyte-authorization", f"Bearer {token}")], timeout=5
+        )
+
+    assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert response.json()["token_type"] == "bearer" and response.json()["expires_in"] == 3600
+    assert len(projects.projects) == 1
+    assert secured.issued_tokens == [token]
+
+
+def test_token_endpoint_refuses_a_wrong_secret(secured: FakeFlyteAdmin) -> None:
+    response = requests.post(
+        secured.http_url + "/oauth2/token",
+        data={"grant_type": "client_credentials"},
+        auth=(secured.client_id, "wrong"),
+    )
+
+    assert response.status_code == 401
+    assert response.json()["error"] == "invalid_client"
+    assert secured.issued_tokens == []
+
+
+def test_auth_metadata_advertises_the_public_url_and_flyte_authorization(secured: FakeFlyteAdmin) -> None:
+    with grpc.insecure_channel(secured.grpc_target) as channel:
+        stub = auth_pb2_grpc.AuthMetadataServiceStub(channel)
+        oauth2 = stub.GetOAuth2Metadata(auth_pb2.OAuth2MetadataRequest(), timeout=5)
+        client = stub.GetPublicClientConfig(auth_pb2.PublicClientAuthConfigRequest(), timeout=5)
+
+    assert oauth2.token_endpoint == "https://flyte.example.com/oauth2/token"
+    assert client.authorization_metadata_key == "flyte-authorization"
+
+
+def test_http_side_serves_healthcheck_and_guards_the_api(secured: FakeFlyteAdmin) -> None:
+    assert requests.get(secured.http_url + "/healthcheck").status_code == 200
+    assert requests.get(secured.http_url + "/api/v1/projects").status_code == 401
+    token = secured.issue_token()
+    ok = requests.get(secured.http_url + "/api/v1/projects", headers={"Authorization": f"Bearer {token}"})
+
+    assert ok.json() == {"projects": [{"id": "flytesnacks", "name": "flytesnacks"}]}
+    assert [r.path for r in secured.http_requests] == ["/healthcheck", "/api/v1/projects", "/api/v1/projects"]
+
+
+def test_seeded_executions_are_listed_newest_first_and_fetched(admin: FakeFlyteAdmin) -> None:
+    admin.add_execution("older")
+    admin.add_execution("newer", phase="RUNNING")
+    channel, stub = _admin_stub(admin)
+    with channel:
+        listed = stub.ListExecutions(
+            common_pb2.ResourceListRequest(
+                id=common_pb2.NamedEntityIdentifier(project="flytesnacks", domain="development"), limit=10
+            )
+        )
+        fetched = stub.GetExecution(
+            execution_pb2.WorkflowExecutionGetRequest(
+                id=identifier_pb2.WorkflowExecutionIdentifier(
+                    project="flytesnacks", domain="development", name="older"
+                )
+            )
+        )
+        with pytest.raises(grpc.RpcError) as missing:
+            stub.GetExecution(
+                execution_pb2.WorkflowExecutionGetRequest(
+                    id=identifier_pb2.WorkflowExecutionIdentifier(
+                        project="flytesnacks", domain="development", name="nope"
+                    )
+                )
+            )
+
+    assert [e.id.name for e in listed.executions] == ["newer", "older"]
+    assert fetched.closure.phase == 4  # SUCCEEDED
+    assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_stopping_grpc_leaves_http_serving(admin: FakeFlyteAdmin) -> None:
+    admin.stop_grpc()
+
+    with grpc.insecure_channel(admin.grpc_target) as channel, pytest.raises(grpc.RpcError) as caught:
+        admin_pb2_grpc.AdminServiceStub(channel).ListProjects(project_pb2.ProjectListRequest(), timeout=2)
+    assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert requests.get(admin.http_url + "/healthcheck").status_code == 200
