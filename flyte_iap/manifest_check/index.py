@@ -1,0 +1,117 @@
+"""The object index: find manifests by kind, name and namespace, and the pods a Service selects.
+
+Example::
+
+    index = Index(load_text(text, "rendered.yaml"))
+    service = index.find("Service", "flyteadmin", namespace="flyte")
+    for workload, pod in index.pods_for(service):
+        ...
+
+A manifest without ``metadata.namespace`` is applied into whatever namespace ``kubectl -n`` or
+``helm -n`` names, so it matches a reference from any namespace (and an object in any namespace
+matches a reference from it): checking a user's files must not invent cross-namespace mistakes.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from flyte_iap.manifest_check.loader import FieldPath, Manifest
+
+#: kind -> the API groups in which that kind means what these checks expect.
+KIND_GROUPS: dict[str, frozenset[str]] = {
+    "Service": frozenset({""}),
+    "Secret": frozenset({""}),
+    "ConfigMap": frozenset({""}),
+    "Pod": frozenset({""}),
+    "Ingress": frozenset({"networking.k8s.io", "extensions"}),
+    "Deployment": frozenset({"apps", "extensions"}),
+    "StatefulSet": frozenset({"apps"}),
+    "DaemonSet": frozenset({"apps", "extensions"}),
+    "ReplicaSet": frozenset({"apps", "extensions"}),
+    "BackendConfig": frozenset({"cloud.google.com"}),
+    "FrontendConfig": frozenset({"networking.gke.io"}),
+    "ManagedCertificate": frozenset({"networking.gke.io"}),
+}
+
+WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Pod")
+
+
+def same_namespace(a: str | None, b: str | None) -> bool:
+    """Whether objects in namespaces ``a`` and ``b`` can refer to each other (``None`` = unset)."""
+    return a is None or b is None or a == b
+
+
+@dataclass(frozen=True)
+class PodTemplate:
+    """The pod a workload runs: its labels and spec, and where they sit in the workload's manifest."""
+
+    workload: Manifest
+    path: FieldPath
+
+    @property
+    def labels(self) -> Mapping[str, str]:
+        labels = self.workload.get(*self.path, "metadata", "labels")
+        return {str(k): str(v) for k, v in labels.items()} if isinstance(labels, Mapping) else {}
+
+    @property
+    def spec(self) -> Mapping[str, Any]:
+        spec = self.workload.get(*self.path, "spec")
+        return spec if isinstance(spec, Mapping) else {}
+
+    def containers(self) -> Iterator[tuple[int, Mapping[str, Any]]]:
+        """``(position, container)`` for each regular container."""
+        containers = self.spec.get("containers")
+        for position, container in enumerate(containers if isinstance(containers, list) else []):
+            if isinstance(container, Mapping):
+                yield position, container
+
+    def container_path(self, position: int, *rest: str | int) -> FieldPath:
+        return (*self.path, "spec", "containers", position, *rest)
+
+
+class Index:
+    """Manifests by kind, for lookups by name and namespace."""
+
+    def __init__(self, manifests: Iterable[Manifest]) -> None:
+        self.objects: list[Manifest] = list(manifests)
+        self._by_kind: dict[str, list[Manifest]] = defaultdict(list)
+        for obj in self.objects:
+            groups = KIND_GROUPS.get(obj.kind)
+            if groups is not None and obj.group in groups:
+                self._by_kind[obj.kind].append(obj)
+
+    def of_kind(self, kind: str) -> list[Manifest]:
+        """Every object of ``kind`` (in the API groups of :data:`KIND_GROUPS`), in input order."""
+        return list(self._by_kind.get(kind, ()))
+
+    def find(self, kind: str, name: str, namespace: str | None) -> Manifest | None:
+        """The object of ``kind`` named ``name`` that an object in ``namespace`` can refer to."""
+        for obj in self._by_kind.get(kind, ()):
+            if obj.name == name and same_namespace(obj.namespace, namespace):
+                return obj
+        return None
+
+    def has_any(self, kind: str, namespace: str | None) -> bool:
+        """Whether the input holds any object of ``kind`` that ``namespace`` can see."""
+        return any(same_namespace(o.namespace, namespace) for o in self._by_kind.get(kind, ()))
+
+    def pods_for(self, service: Manifest) -> list[PodTemplate]:
+        """The pod templates (of Deployments, StatefulSets, ...) that ``service``'s selector matches."""
+        selector = service.spec.get("selector")
+        if not isinstance(selector, Mapping) or not selector:
+            return []
+        wanted = {str(k): str(v) for k, v in selector.items()}
+        pods = []
+        for kind in WORKLOAD_KINDS:
+            for workload in self._by_kind.get(kind, ()):
+                if not same_namespace(workload.namespace, service.namespace):
+                    continue
+                template = PodTemplate(workload, () if kind == "Pod" else ("spec", "template"))
+                labels = template.labels
+                if all(labels.get(k) == v for k, v in wanted.items()):
+                    pods.append(template)
+        return pods
