@@ -21,7 +21,19 @@ __version__ = "0.1.0"
 DOCS_URL = "https://flyte-iap.readthedocs.io/en/latest"
 
 #: public name -> module that defines it
-_LAZY: dict[str, str] = {}
+_LAZY: dict[str, str] = {
+    # user ID tokens
+    "get_user_id_token": "flyte_iap.user_tokens",
+    "login_user": "flyte_iap.user_tokens",
+    "logout_user": "flyte_iap.user_tokens",
+    "UserLogin": "flyte_iap.user_tokens",
+    "IapAuth": "flyte_iap.requests_auth",
+    # service-account ID tokens
+    "get_service_account_id_token": "flyte_iap.service_account",
+    # manifest checks (flyte-iap check)
+    "check_paths": "flyte_iap.manifest_check",
+    "check_text": "flyte_iap.manifest_check",
+}
 
 __all__ = ["DOCS_URL", "__version__", *_LAZY]
 

@@ -25,7 +25,10 @@ _USER_OPTIONS = {
     "--store": None,
     "--port": None,
     "--timeout": None,
+    "--no-browser": None,
 }
+#: Options that take no value.
+_FLAGS = frozenset({"--no-browser"})
 _COMPAT_USER_OPTIONS = {
     "--webapp_client_id": "audience",
     "--desktop_client_id": "client_id",
@@ -36,6 +39,11 @@ _ENV = {
     "audience": "FLYTE_IAP_AUDIENCE",
     "client_id": "FLYTE_IAP_CLIENT_ID",
     "min_valid": "FLYTE_IAP_MIN_VALID",
+}
+# The compat command's options read the variables click derives from their own names.
+_COMPAT_ENV = {
+    "audience": "FLYTE_IAP_WEBAPP_CLIENT_ID",
+    "client_id": "FLYTE_IAP_DESKTOP_CLIENT_ID",
 }
 _DEFAULT_MIN_VALID = 300.0
 
@@ -49,6 +57,11 @@ def _parse(args: list[str], table: dict[str, str | None]) -> dict[str, str] | No
         name, eq, value = arg.partition("=")
         if name not in table:
             return None
+        if name in _FLAGS:
+            if eq:
+                return None
+            i += 1
+            continue
         if not eq:
             i += 1
             if i >= len(args):
@@ -61,11 +74,11 @@ def _parse(args: list[str], table: dict[str, str | None]) -> dict[str, str] | No
     return out
 
 
-def _user_token(args: list[str], table: dict[str, str | None]) -> str | None:
+def _user_token(args: list[str], table: dict[str, str | None], env_names: dict[str, str]) -> str | None:
     opts = _parse(args, table)
     if opts is None:
         return None
-    for key, env in _ENV.items():
+    for key, env in env_names.items():
         if key not in opts and os.environ.get(env):
             opts[key] = os.environ[env]
     audience = opts.get("audience")
@@ -91,10 +104,54 @@ def _user_token(args: list[str], table: dict[str, str | None]) -> str | None:
     return record["id_token"]
 
 
+# Service-account tokens (flyte_iap.service_account): option -> key; env names as click derives them.
+_SA_OPTIONS: dict[str, str | None] = {
+    "--audience": "audience",
+    "--impersonate-service-account": "impersonate_service_account",
+    "--key-file": "key_file",
+    "--min-valid": "min_valid",
+}
+_SA_ENV = {
+    "audience": "FLYTE_IAP_AUDIENCE",
+    "impersonate_service_account": "FLYTE_IAP_IMPERSONATE_SERVICE_ACCOUNT",
+    "key_file": "FLYTE_IAP_KEY_FILE",
+    "min_valid": "FLYTE_IAP_MIN_VALID",
+}
+_COMPAT_SA_OPTIONS: dict[str, str | None] = {
+    "--webapp_client_id": "audience",
+    "--service_account_key": "key_file",
+}
+_COMPAT_SA_ENV = {"audience": "FLYTE_IAP_WEBAPP_CLIENT_ID", "key_file": "FLYTE_IAP_SERVICE_ACCOUNT_KEY"}
+
+
+def _sa_token(args: list[str], table: dict[str, str | None], env_names: dict[str, str]) -> str | None:
+    opts = _parse(args, table)
+    if opts is None:
+        return None
+    for key, env in env_names.items():
+        if key not in opts and os.environ.get(env):
+            opts[key] = os.environ[env]
+    if not opts.get("audience"):
+        return None
+    min_valid = float(opts.get("min_valid", _DEFAULT_MIN_VALID))
+    if not min_valid >= 0:  # click rejects it on the slow path
+        return None
+    from flyte_iap.service_account import cached_token
+
+    return cached_token(
+        opts["audience"],
+        impersonate_service_account=opts.get("impersonate_service_account") or None,
+        key_file=opts.get("key_file") or None,
+        min_valid=min_valid,
+    )
+
+
 #: command name -> function returning a cached token or None. Other token commands register here.
 FAST_COMMANDS: dict[str, Callable[[list[str]], str | None]] = {
-    "token": lambda args: _user_token(args, _USER_OPTIONS),
-    "generate-user-id-token": lambda args: _user_token(args, _COMPAT_USER_OPTIONS),
+    "token": lambda args: _user_token(args, _USER_OPTIONS, _ENV),
+    "generate-user-id-token": lambda args: _user_token(args, _COMPAT_USER_OPTIONS, _COMPAT_ENV),
+    "sa-token": lambda args: _sa_token(args, _SA_OPTIONS, _SA_ENV),
+    "generate-service-account-id-token": lambda args: _sa_token(args, _COMPAT_SA_OPTIONS, _COMPAT_SA_ENV),
 }
 
 

@@ -25,6 +25,8 @@ _STS_URI = "https://sts.googleapis.com"
 _METADATA_HOST = "metadata.google.internal"
 #: Issuers Google puts in the ``iss`` claim of its ID tokens.
 GOOGLE_ISSUERS = ("https://accounts.google.com", "accounts.google.com")
+#: OAuth scope (an identifier, not an endpoint) of access tokens that may call iamcredentials.
+CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 
 #: Environment variable -> default, for every endpoint that can be overridden.
 OVERRIDES: dict[str, str] = {

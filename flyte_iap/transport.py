@@ -1,0 +1,381 @@
+"""The one HTTP helper behind every network call flyte-iap makes.
+
+Example::
+
+    from flyte_iap import endpoints, transport
+
+    reply = transport.post_oauth(
+        endpoints.token_uri(),
+        {"grant_type": "refresh_token", "refresh_token": rt, "client_id": cid, "client_secret": cs},
+        what="Google's token endpoint",
+    )
+    reply["id_token"]
+
+    response = transport.request("GET", url, headers={"Authorization": "Bearer ..."}, what="Secret Manager")
+    if response.status != 200:
+        raise transport.api_error(response, "Secret Manager")
+
+    credentials.refresh(transport.google_auth_request())   # the same policy for google-auth credentials
+
+The policy, the same for every call:
+
+* every request has a timeout (:data:`DEFAULT_TIMEOUT` seconds, for connecting and for each read), because
+  flytekit runs the proxy command with no timeout of its own and a hang there hangs ``pyflyte``;
+* HTTP 5xx, 408, 429 and connection errors are retried up to :data:`DEFAULT_TRIES` attempts in all, with a
+  short jittered exponential backoff (at most :data:`MAX_BACKOFF` seconds between two attempts);
+* anything that still fails becomes a :class:`~flyte_iap.errors.TransportError` with the URL and a hint;
+  an OAuth error body (``{"error": "invalid_grant", ...}``) becomes an
+  :class:`~flyte_iap.errors.OAuthError` whose ``error`` is the OAuth error code, and a Google API error
+  body (``{"error": {"code": 403, "status": "PERMISSION_DENIED", ...}}``) a
+  :class:`~flyte_iap.errors.PermissionDeniedError` or :class:`~flyte_iap.errors.CredentialsError`.
+
+Requests go through google-auth's :class:`google.auth.transport.requests.Request` (imported when the
+first request is made, never at import time), or through any ``google.auth.transport.Request`` passed as
+``http=``, which is how tests and callers inject their own. Request bodies, headers and response bodies
+are never put in an error message, so a token or secret cannot leak through one.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+import urllib.parse
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from flyte_iap.errors import (
+    CredentialsError,
+    FlyteIapError,
+    OAuthError,
+    PermissionDeniedError,
+    TransportError,
+)
+
+#: Seconds allowed for connecting and for each read of one attempt.
+DEFAULT_TIMEOUT = 10.0
+#: Attempts in all (the first one included) for 5xx, 408, 429 and connection errors.
+DEFAULT_TRIES = 3
+#: Seconds before the second attempt; doubled for each further one (with jitter), capped at MAX_BACKOFF.
+BASE_BACKOFF = 0.25
+MAX_BACKOFF = 2.0
+
+RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+
+#: An object with google-auth's ``Request`` call signature: ``http(url, method, body, headers, timeout)``.
+HttpRequest = Callable[..., Any]
+
+_NETWORK_HINT = "check your network, proxy settings (HTTPS_PROXY) and any FLYTE_IAP_*_URI override"
+
+#: OAuth error code -> what a user can do about it (RFC 6749 section 5.2 and Google's additions).
+OAUTH_HINTS: dict[str, str] = {
+    "invalid_grant": "the refresh token or authorization code was revoked, expired or already used; "
+    "sign in again with `flyte-iap login`",
+    "invalid_client": "the OAuth client ID or secret is wrong, or the client was deleted; check "
+    "--client-id and the client secret (APIs & Services > Credentials in the Cloud console)",
+    "unauthorized_client": "this OAuth client may not use this grant; use a client of type Desktop app",
+    "invalid_request": "Google rejected the request as malformed; check the FLYTE_IAP_*_URI overrides",
+    "invalid_scope": "the requested scopes are not allowed for this client",
+    "access_denied": "sign-in was declined; run the login again and allow access, or ask an admin "
+    "whether your account may use this OAuth app",
+    "redirect_uri_mismatch": "the OAuth client must be of type Desktop app, which accepts loopback "
+    "redirects on any port; a Web application client only accepts its registered redirect URIs",
+    "invalid_token": "the token is already revoked or expired",
+}
+
+
+@dataclass(frozen=True)
+class Response:
+    """A finished HTTP exchange: status, headers (case-insensitive lookups) and body."""
+
+    status: int
+    headers: Mapping[str, str]
+    data: bytes
+    url: str = field(repr=False)
+
+    def json(self) -> Any:
+        """The body parsed as JSON, or ``None`` when it is not JSON."""
+        try:
+            return json.loads(self.data)
+        except (ValueError, UnicodeDecodeError):
+            return None
+
+
+def _default_http() -> HttpRequest:
+    # google-auth's transport pulls in requests and urllib3: only when a request is really made.
+    import google.auth.transport.requests
+
+    return google.auth.transport.requests.Request()
+
+
+def _describe(url: str) -> str:
+    """The URL without its query string, which is never needed in a message and may carry data."""
+    parts = urllib.parse.urlsplit(url)
+    return urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+
+
+def _failure_reason(exc: BaseException, timeout: float) -> str:
+    """A short human reason for a transport exception (google-auth wraps the requests exception)."""
+    cause: BaseException | None = exc
+    seen: list[BaseException] = []
+    while cause is not None and cause not in seen:
+        seen.append(cause)
+        name = type(cause).__name__
+        if name in {"ConnectTimeout", "ReadTimeout", "Timeout", "TimeoutError", "ReadTimeoutError"}:
+            return f"no answer within {timeout:g} s"
+        if isinstance(cause, ConnectionRefusedError) or "Connection refused" in str(cause):
+            return "connection refused"
+        if name == "SSLError":
+            return "TLS handshake failed"
+        if "Name or service not known" in str(cause) or "nodename nor servname" in str(cause):
+            return "host name not found"
+        cause = cause.__cause__ or cause.__context__
+    return "connection failed"
+
+
+def _backoff(attempt: int, retry_after: str | None) -> float:
+    delay = min(MAX_BACKOFF, BASE_BACKOFF * 2 ** (attempt - 1))
+    if retry_after and retry_after.strip().isdigit():
+        delay = min(MAX_BACKOFF, max(delay, float(retry_after)))
+    return delay * random.uniform(0.75, 1.0)  # noqa: S311 - jitter, not security
+
+
+def request(
+    method: str,
+    url: str,
+    *,
+    what: str,
+    form: Mapping[str, str] | None = None,
+    json_body: Any = None,
+    headers: Mapping[str, str] | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    tries: int = DEFAULT_TRIES,
+    http: HttpRequest | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Response:
+    """Send one HTTP request with the project's timeout and retry policy.
+
+    A 4xx answer (other than 408 and 429) is returned, not raised: the caller knows what it means.
+
+    Args:
+        method: ``GET``, ``POST``, ...
+        url: the full URL (from :mod:`flyte_iap.endpoints`).
+        what: the service in words, for messages ("Google's token endpoint").
+        form: fields sent as ``application/x-www-form-urlencoded``.
+        json_body: a value sent as JSON (mutually exclusive with ``form``).
+        headers: extra request headers.
+        timeout: seconds for connecting and for each read of one attempt.
+        tries: attempts in all for retryable failures; 1 disables retries.
+        http: a ``google.auth.transport.Request``-like callable; google-auth's requests transport by
+            default.
+        sleep: how to wait between attempts (tests pass a no-op).
+
+    Returns:
+        The last :class:`Response`.
+
+    Raises:
+        TransportError: no answer after ``tries`` attempts (connection refused, timeout, ...), or still
+            HTTP 5xx/408/429 after them.
+    """
+    import google.auth.exceptions
+
+    send = http or _default_http()
+    body: bytes | None = None
+    all_headers = dict(headers or {})
+    if form is not None:
+        body = urllib.parse.urlencode(form).encode()
+        all_headers.setdefault("Content-Type", "application/x-www-form-urlencoded")
+    elif json_body is not None:
+        body = json.dumps(json_body).encode()
+        all_headers.setdefault("Content-Type", "application/json")
+    where = _describe(url)
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            raw = send(url=url, method=method, body=body, headers=all_headers, timeout=timeout)
+        except google.auth.exceptions.TransportError as exc:
+            if attempt >= tries:
+                reason = _failure_reason(exc, timeout)
+                raise TransportError(
+                    f"cannot reach {what} at {where}: {reason} (tried {attempt} times)", _NETWORK_HINT
+                ) from None
+            sleep(_backoff(attempt, None))
+            continue
+        response = Response(status=raw.status, headers=raw.headers, data=raw.data or b"", url=url)
+        if response.status not in RETRYABLE_STATUSES:
+            return response
+        if attempt >= tries:
+            raise TransportError(
+                f"{what} at {where} answered HTTP {response.status} (tried {attempt} times)",
+                "Google may be having a problem; try again in a minute, and check "
+                "https://status.cloud.google.com",
+            )
+        sleep(_backoff(attempt, response.headers.get("Retry-After")))
+
+
+def oauth_error(response: Response, what: str) -> FlyteIapError:
+    """Turn an unsuccessful OAuth endpoint answer into an exception (to raise).
+
+    Args:
+        response: an answer with a status other than 200.
+        what: the endpoint in words, for the message.
+
+    Returns:
+        An :class:`OAuthError` whose ``error`` is the OAuth error code when the body is an OAuth error,
+        else a :class:`TransportError`.
+    """
+    payload = response.json()
+    if isinstance(payload, dict) and isinstance(payload.get("error"), str):
+        code = payload["error"]
+        description = payload.get("error_description")
+        detail = f": {description}" if isinstance(description, str) and description else ""
+        return OAuthError(
+            f"{what} refused the request with {code}{detail}",
+            OAUTH_HINTS.get(code, "see the OAuth error code in Google's documentation"),
+            error=code,
+        )
+    if isinstance(payload, dict) and isinstance(payload.get("error"), dict):
+        return api_error(response, what)
+    return TransportError(
+        f"{what} at {_describe(response.url)} answered HTTP {response.status} with a body that is not "
+        "an OAuth error",
+        _NETWORK_HINT,
+    )
+
+
+def post_oauth(
+    url: str,
+    form: Mapping[str, str],
+    *,
+    what: str,
+    timeout: float = DEFAULT_TIMEOUT,
+    tries: int = DEFAULT_TRIES,
+    http: HttpRequest | None = None,
+) -> dict[str, Any]:
+    """POST a form to an OAuth endpoint (token, revoke) and return its JSON answer.
+
+    Args:
+        url: the endpoint (``endpoints.token_uri()``, ``endpoints.revoke_uri()``).
+        form: the form fields; they may hold secrets and are never put in a message.
+        what: the endpoint in words.
+        timeout: seconds per attempt.
+        tries: attempts in all for retryable failures.
+        http: an injected google-auth style transport.
+
+    Returns:
+        The parsed JSON object (``{}`` for an empty 200 answer, as revoke gives).
+
+    Raises:
+        OAuthError: the endpoint answered an OAuth error (``error`` holds its code).
+        TransportError: no usable answer.
+    """
+    response = request("POST", url, what=what, form=form, timeout=timeout, tries=tries, http=http)
+    if response.status != 200:
+        raise oauth_error(response, what)
+    if not response.data.strip():
+        return {}
+    payload = response.json()
+    if not isinstance(payload, dict):
+        raise TransportError(
+            f"{what} at {_describe(url)} answered HTTP 200 with a body that is not a JSON object",
+            _NETWORK_HINT,
+        )
+    return payload
+
+
+def api_error(response: Response, what: str) -> FlyteIapError:
+    """Turn a failed Google API answer (``{"error": {"code", "status", "message"}}``) into an exception.
+
+    Args:
+        response: the answer, status >= 400.
+        what: the API in words ("Secret Manager").
+
+    Returns:
+        :class:`PermissionDeniedError` for 403, :class:`CredentialsError` for 401, a
+        :class:`FlyteIapError` carrying Google's message otherwise.
+    """
+    payload = response.json()
+    error = payload.get("error") if isinstance(payload, dict) else None
+    message = status = ""
+    if isinstance(error, dict):
+        message = str(error.get("message") or "")
+        status = str(error.get("status") or "")
+    elif isinstance(error, str):
+        message = str(payload.get("error_description") or error)
+    label = f"HTTP {response.status}" + (f" {status}" if status else "")
+    text = f"{what} answered {label}" + (f": {message}" if message else "")
+    if response.status == 403:
+        return PermissionDeniedError(
+            text, "a role is missing on the resource for the account in use; see the message above"
+        )
+    if response.status == 401:
+        return CredentialsError(
+            text,
+            "the Google credentials in use are invalid or expired; for application default "
+            "credentials run `gcloud auth application-default login`",
+        )
+    return FlyteIapError(text, "check the resource name and the FLYTE_IAP_*_URI overrides")
+
+
+class _RetryingRequest:
+    """A ``google.auth.transport.Request`` that applies the project's timeout and retry policy."""
+
+    def __init__(self, timeout: float, tries: int, http: HttpRequest | None) -> None:
+        self._timeout = timeout
+        self._tries = tries
+        self._http = http or _default_http()
+
+    def __call__(
+        self,
+        url: str,
+        method: str = "GET",
+        body: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        import google.auth.exceptions
+
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                response = self._http(
+                    url=url,
+                    method=method,
+                    body=body,
+                    headers=headers,
+                    timeout=min(timeout, self._timeout) if timeout else self._timeout,
+                    **kwargs,
+                )
+            except google.auth.exceptions.TransportError:
+                if attempt >= self._tries:
+                    raise
+                time.sleep(_backoff(attempt, None))
+                continue
+            if response.status not in RETRYABLE_STATUSES or attempt >= self._tries:
+                return response
+            time.sleep(_backoff(attempt, response.headers.get("Retry-After")))
+
+
+def google_auth_request(
+    *, timeout: float = DEFAULT_TIMEOUT, tries: int = DEFAULT_TRIES, http: HttpRequest | None = None
+) -> HttpRequest:
+    """A ``google.auth.transport.Request`` with the project's timeout and retry policy.
+
+    Pass it to google-auth (``credentials.refresh(request)``, ``credentials.before_request(...)``). Unlike
+    :func:`request`, it raises google-auth's own exceptions, which google-auth turns into
+    ``RefreshError`` and the like; translate those at the call site. google-auth retries some refreshes
+    itself, so ``tries=1`` avoids multiplying attempts there.
+
+    Args:
+        timeout: seconds per attempt when google-auth does not pass one.
+        tries: attempts in all for 5xx/408/429 and connection errors.
+        http: the transport to wrap; google-auth's requests transport by default.
+
+    Returns:
+        A callable with google-auth's ``Request`` signature.
+    """
+    return _RetryingRequest(timeout, tries, http)
