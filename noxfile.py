@@ -1,4 +1,5 @@
-"""Sessions: ``nox -s tests``, ``nox -s docs``, ``nox -s lint`` (the CI set), ``nox -s bench`` (opt-in).
+"""Sessions: ``nox -s tests``, ``nox -s docs``, ``nox -s lint`` (the CI set), ``nox -s bench`` and
+``nox -s browser`` (opt-in).
 
 Works with plain pip/virtualenv; uses uv when it is installed (``python -m pip install 'nox[uv]'``).
 """
@@ -50,6 +51,40 @@ def lint(session: nox.Session) -> None:
     session.install(*nox.project.dependency_groups(PYPROJECT, "lint"))
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
+
+
+@nox.session(default=False)
+def browser(session: nox.Session) -> None:
+    """Open the built site in headless Chromium: console errors, broken local links, screenshots (opt-in).
+
+    Builds the site first unless it exists (``nox -s browser -- --rebuild`` forces it); installs Debian's
+    ``chromium`` with apt-get when it is missing and this runs as root. Screenshots go to
+    docs/_build/screenshots/.
+    """
+    import os
+    import shutil
+    from pathlib import Path
+
+    _install(session, "docs")
+    session.install(*nox.project.dependency_groups(PYPROJECT, "browser"))
+    args = list(session.posargs)
+    if "--rebuild" in args or not Path("docs/_build/html/index.html").exists():
+        args = [a for a in args if a != "--rebuild"]
+        session.run("sphinx-build", "-W", "--keep-going", "-b", "html", "-j", "1", "docs", "docs/_build/html")
+    if not any(shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome")):
+        if os.geteuid() != 0:
+            session.error("Chromium is missing: install Debian's chromium (sudo apt-get install chromium)")
+        session.run("apt-get", "update", "-q", external=True)
+        session.run("apt-get", "install", "-y", "-q", "--no-install-recommends", "chromium", external=True)
+    session.run(
+        "python",
+        "docs/_tools/site_check.py",
+        "--html",
+        "docs/_build/html",
+        "--screenshots",
+        "docs/_build/screenshots",
+        *args,
+    )
 
 
 @nox.session(default=False)

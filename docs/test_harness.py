@@ -1,0 +1,93 @@
+"""The doc harness fails where a reader would be misled: these pin the checks that are easy to break."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from _harness import BlockFailure
+from _harness.cli_help import available
+from _harness.manifests import validate_values
+from _harness.sandbox import DocSandbox
+from _harness.shell import ShellBlock, output_matches, parse_console, parse_script
+
+PAGE = str(Path(__file__).parent / "deploy" / "example.md")
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path) -> DocSandbox:
+    box = DocSandbox(tmp_path)
+    yield box
+    box.close()
+
+
+def run(sandbox: DocSandbox, source: str, first_line: int = 10) -> None:
+    ShellBlock(sandbox, PAGE).run(parse_console(source, first_line))
+
+
+@pytest.mark.skipif(not available("gcloud"), reason="gcloud is not installed")
+def test_misspelled_gcloud_flag_fails_at_the_page_line(sandbox: DocSandbox) -> None:
+    source = "$ gcloud compute addresses create flyte-ip \\\n    --globl --project=my-project\n"
+    with pytest.raises(BlockFailure) as exc:
+        run(sandbox, source, first_line=7)
+    assert str(exc.value).startswith("docs/deploy/example.md:7: ")
+    assert "has no flag --globl (did you mean --global?)" in str(exc.value)
+
+
+@pytest.mark.skipif(not available("gcloud"), reason="gcloud is not installed")
+def test_gcloud_value_flags_must_use_equals_and_required_flags_must_be_there(sandbox: DocSandbox) -> None:
+    with pytest.raises(BlockFailure, match="--project takes a value: write it as --project=VALUE"):
+        run(sandbox, "$ gcloud compute addresses create flyte-ip --global --project my-project\n")
+    with pytest.raises(BlockFailure, match="requires --role"):
+        run(sandbox, "$ gcloud iap web add-iam-policy-binding --member=user:a@example.com\n")
+
+
+def test_flyte_iap_output_is_compared_with_the_page(sandbox: DocSandbox) -> None:
+    run(sandbox, "$ flyte-iap --version\nflyte-iap, version ...\n")
+    with pytest.raises(BlockFailure, match="output differs from the page"):
+        run(sandbox, "$ flyte-iap --version\nflyte-iap, version 0.0.0-not-this\n")
+
+
+def test_a_command_that_is_only_checked_may_not_show_output(sandbox: DocSandbox) -> None:
+    with pytest.raises(BlockFailure, match="only checked, not run"):
+        run(sandbox, '$ helm repo add flyteorg https://flyteorg.github.io/flyte\n"flyteorg" has been added\n')
+
+
+def test_helm_install_must_use_the_release_version_and_values_the_manifests_assume(
+    sandbox: DocSandbox,
+) -> None:
+    base = "$ helm install {release} flyteorg/flyte-binary --version {version} --namespace flyte --values {values}\n"
+    good = {
+        "release": "flyte-backend",
+        "version": "v1.16.8",
+        "values": "examples/helm/flyte-binary/values-gke-iap.yaml",
+    }
+    run(sandbox, base.format(**good))
+    with pytest.raises(BlockFailure, match="assume the release name 'flyte-backend'"):
+        run(sandbox, base.format(**{**good, "release": "flyte"}))
+    with pytest.raises(BlockFailure, match="pin the chart"):
+        run(sandbox, base.format(**{**good, "version": "v1.15.0"}))
+    with pytest.raises(BlockFailure, match="is not a values file of flyte-binary"):
+        run(sandbox, base.format(**{**good, "values": "examples/helm/flyte-core/values-gke-iap.yaml"}))
+
+
+def test_a_program_without_a_rule_fails_instead_of_passing(sandbox: DocSandbox) -> None:
+    with pytest.raises(BlockFailure, match="no rule for `curl`"):
+        ShellBlock(sandbox, PAGE).run(parse_script("curl https://flyte.example.com/healthcheck\n", 3))
+
+
+def test_ellipsis_stands_for_lines_or_text() -> None:
+    assert output_matches(["first", "...", "last"], "first\nsecond\nthird\nlast\n")
+    assert output_matches(["token eyJ..."], "token eyJhbGciOi.abc\n")
+    assert not output_matches(["first", "last"], "first\nsecond\nlast\n")
+
+
+def test_values_key_typo_is_reported_with_the_key_it_meant() -> None:
+    problems = validate_values("flyte-binary", [{"ingress": {"separateGrpcIngres": False}}])
+    assert problems == [
+        "ingress.separateGrpcIngres: not a value of the flyte-binary chart v1.16.8 "
+        "(did you mean ingress.separateGrpcIngress?)"
+    ]
+    assert (
+        validate_values("flyte-core", [{"flyteadmin": {"service": {"annotations": {"any": "thing"}}}}]) == []
+    )
