@@ -12,8 +12,11 @@ The package root stays import-cheap: public names are loaded on first use (PEP 5
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+# typing costs milliseconds at import; the annotations are strings (PEP 563) and type checkers read this
+# constant as True.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __version__ = "0.1.0"
 
@@ -42,6 +45,8 @@ def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'flyte_iap' has no attribute {name!r}")
+    import importlib  # only here: importing it costs the hot path half a millisecond
+
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value

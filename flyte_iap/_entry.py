@@ -1,5 +1,10 @@
 """The ``flyte-iap`` console script: a cached token is printed before click is even imported.
 
+Example::
+
+    $ flyte-iap token --audience 123-web.apps.googleusercontent.com     # warm cache: answered here
+    $ FLYTE_IAP_NO_FAST_PATH=1 flyte-iap token --audience ...           # always the click CLI
+
 flytekit and flytectl run the proxy command at least twice per ``pyflyte`` call and again after every
 401, so a warm ``flyte-iap token`` must cost little more than starting Python. This module answers the
 token commands from the cache with the standard library alone; anything it does not fully understand
@@ -11,9 +16,17 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable
 
-# option name -> (canonical key, takes a value). Flags the fast path does not know send it to click.
+from flyte_iap.idtoken import DEFAULT_MIN_VALID
+
+# typing costs milliseconds at import; the annotations are strings (PEP 563) and type checkers read this
+# constant as True.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+# option name -> canonical key, or None for an option a cache hit ignores. An option not listed here sends
+# the run to click.
 _USER_OPTIONS = {
     "--audience": "audience",
     "--client-id": "client_id",
@@ -45,7 +58,6 @@ _COMPAT_ENV = {
     "audience": "FLYTE_IAP_WEBAPP_CLIENT_ID",
     "client_id": "FLYTE_IAP_DESKTOP_CLIENT_ID",
 }
-_DEFAULT_MIN_VALID = 300.0
 
 
 def _parse(args: list[str], table: dict[str, str | None]) -> dict[str, str] | None:
@@ -74,20 +86,33 @@ def _parse(args: list[str], table: dict[str, str | None]) -> dict[str, str] | No
     return out
 
 
-def _user_token(args: list[str], table: dict[str, str | None], env_names: dict[str, str]) -> str | None:
+def _options(
+    args: list[str], table: dict[str, str | None], env_names: dict[str, str]
+) -> tuple[dict[str, str], float] | None:
+    """The options given, then those from the environment, and ``--min-valid``; ``None`` on any doubt."""
     opts = _parse(args, table)
     if opts is None:
         return None
     for key, env in env_names.items():
         if key not in opts and os.environ.get(env):
             opts[key] = os.environ[env]
-    audience = opts.get("audience")
-    if not audience:
+    if not opts.get("audience"):
         return None
     try:
-        min_valid = float(opts.get("min_valid", _DEFAULT_MIN_VALID))
+        min_valid = float(opts.get("min_valid", DEFAULT_MIN_VALID))
     except ValueError:
         return None
+    if not min_valid >= 0:  # negative or NaN: click rejects it on the slow path
+        return None
+    return opts, min_valid
+
+
+def _user_token(args: list[str], table: dict[str, str | None], env_names: dict[str, str]) -> str | None:
+    parsed = _options(args, table, env_names)
+    if parsed is None:
+        return None
+    opts, min_valid = parsed
+    audience = opts["audience"]
 
     from flyte_iap.cache import TokenCache
     from flyte_iap.idtoken import check_id_token
@@ -125,17 +150,10 @@ _COMPAT_SA_ENV = {"audience": "FLYTE_IAP_WEBAPP_CLIENT_ID", "key_file": "FLYTE_I
 
 
 def _sa_token(args: list[str], table: dict[str, str | None], env_names: dict[str, str]) -> str | None:
-    opts = _parse(args, table)
-    if opts is None:
+    parsed = _options(args, table, env_names)
+    if parsed is None:
         return None
-    for key, env in env_names.items():
-        if key not in opts and os.environ.get(env):
-            opts[key] = os.environ[env]
-    if not opts.get("audience"):
-        return None
-    min_valid = float(opts.get("min_valid", _DEFAULT_MIN_VALID))
-    if not min_valid >= 0:  # click rejects it on the slow path
-        return None
+    opts, min_valid = parsed
     from flyte_iap.service_account import cached_token
 
     return cached_token(

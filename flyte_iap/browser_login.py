@@ -88,12 +88,23 @@ class AuthorizationGrant:
 
 
 def make_code_verifier() -> str:
-    """A PKCE code verifier: 64 random bytes, base64url, 86 characters (RFC 7636 allows 43 to 128)."""
+    """A new PKCE code verifier.
+
+    Returns:
+        64 random bytes, base64url: 86 characters (RFC 7636 allows 43 to 128).
+    """
     return secrets.token_urlsafe(64)
 
 
 def code_challenge(verifier: str) -> str:
-    """The S256 code challenge of ``verifier``: base64url(SHA-256), without padding."""
+    """The S256 code challenge of a PKCE code verifier.
+
+    Args:
+        verifier: from :func:`make_code_verifier`.
+
+    Returns:
+        base64url(SHA-256(verifier)), without padding.
+    """
     digest = hashlib.sha256(verifier.encode("ascii")).digest()
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
@@ -106,7 +117,20 @@ def authorization_url(
     scopes: Sequence[str] = DEFAULT_SCOPES,
     login_hint: str | None = None,
 ) -> str:
-    """The URL of Google's consent page for this login."""
+    """The URL of Google's consent page for this login.
+
+    Args:
+        client_id: the Desktop OAuth client ID.
+        redirect_uri: the loopback URL Google sends the browser back to.
+        state: the random value the redirect must carry back.
+        verifier: the PKCE code verifier; the URL carries its S256 challenge.
+        scopes: OAuth scopes.
+        login_hint: an email address to preselect on Google's account chooser.
+
+    Returns:
+        :func:`flyte_iap.endpoints.auth_uri` with the query, asking for offline access and consent so
+        that Google returns a refresh token.
+    """
     params = {
         "response_type": "code",
         "client_id": client_id,
@@ -130,6 +154,12 @@ def default_opener(url: str) -> bool:
     On Linux without a display and without ``BROWSER``, nothing is launched: :mod:`webbrowser` would fall
     back to a text browser (lynx, w3m) that takes over the terminal, and Google's sign-in does not work
     there.
+
+    Args:
+        url: the page to show.
+
+    Returns:
+        Whether a browser was launched.
     """
     if (
         not os.environ.get("BROWSER")

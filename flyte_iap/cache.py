@@ -32,11 +32,17 @@ import json
 import os
 import sys
 import time
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
 from flyte_iap.errors import CacheError
+from flyte_iap.private_file import write_private_file
+
+# typing and pathlib cost milliseconds at import, which the hot path does not pay: the annotations are
+# strings (PEP 563), and type checkers read this constant as True.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+    from typing import Any
 
 #: Bumped when the record layout changes; records of another version are misses.
 FORMAT_VERSION = 1
@@ -46,15 +52,24 @@ def default_cache_dir() -> Path:
     """``FLYTE_IAP_CACHE_DIR``, else ``$XDG_CACHE_HOME/flyte-iap``, else ``~/.cache/flyte-iap``.
 
     On Windows, ``%LOCALAPPDATA%\\flyte-iap`` takes the place of the XDG directory.
+
+    Returns:
+        The directory (it need not exist yet).
     """
+    from pathlib import Path
+
+    return Path(_default_dir())
+
+
+def _default_dir() -> str:
     explicit = os.environ.get("FLYTE_IAP_CACHE_DIR")
     if explicit:
-        return Path(explicit).expanduser()
+        return os.path.expanduser(explicit)
     if sys.platform == "win32" and os.environ.get("LOCALAPPDATA"):
-        return Path(os.environ["LOCALAPPDATA"]) / "flyte-iap"
+        return os.path.join(os.environ["LOCALAPPDATA"], "flyte-iap")
     xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / ".cache"
-    return base / "flyte-iap"
+    base = xdg if xdg and os.path.isabs(xdg) else os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "flyte-iap")
 
 
 def _digest(value: str) -> str:
@@ -73,52 +88,87 @@ class TokenCache:
     """
 
     def __init__(self, directory: str | os.PathLike[str] | None = None) -> None:
-        self.directory = Path(directory) if directory is not None else default_cache_dir()
+        # A plain string: the hot path reads with os.path and never imports pathlib.
+        self._dir = os.fspath(directory) if directory is not None else _default_dir()
         #: Human-readable warnings about records that were skipped (corrupt, unreadable, wrong mode).
         self.warnings: list[str] = []
 
     # -- naming ------------------------------------------------------------------------------
 
+    @property
+    def directory(self) -> Path:
+        """Where the files live."""
+        from pathlib import Path
+
+        return Path(self._dir)
+
     def path(self, kind: str, audience: str, principal: str) -> Path:
-        """The file that holds the record for this key."""
-        return self.directory / f"{kind}-{_digest(audience)}-{_digest(principal)}.json"
+        """The file that holds the record for this key.
+
+        Args:
+            kind, audience, principal: the key (see :class:`TokenCache`).
+
+        Returns:
+            ``<kind>-<digest of audience>-<digest of principal>.json`` in :attr:`directory`.
+        """
+        from pathlib import Path
+
+        return Path(self._file(kind, audience, principal))
+
+    def _file(self, kind: str, audience: str, principal: str) -> str:
+        return os.path.join(self._dir, f"{kind}-{_digest(audience)}-{_digest(principal)}.json")
 
     # -- reading -----------------------------------------------------------------------------
 
     def read(self, kind: str, audience: str, principal: str) -> dict[str, Any] | None:
-        """Return the record for this key, or ``None`` if there is none or it cannot be used."""
-        record = self._load(self.path(kind, audience, principal))
+        """Return the record for this key.
+
+        Args:
+            kind, audience, principal: the key (see :class:`TokenCache`).
+
+        Returns:
+            The record, or ``None`` if there is none or it cannot be used (a warning in :attr:`warnings`
+            then says why).
+        """
+        path = self._file(kind, audience, principal)
+        record = self._load(path)
         if record is None:
             return None
         if record.get("audience") != audience or record.get("principal") != principal:
-            path = self.path(kind, audience, principal)
             self.warnings.append(f"ignoring cache file written for another key: {path}")
             return None
         return record
 
     def find(self, kind: str, audience: str) -> list[dict[str, Any]]:
-        """All usable records of ``kind`` for ``audience``, most recently written first."""
+        """All usable records of ``kind`` for ``audience``, whatever their principal.
+
+        Args:
+            kind, audience: the key without its principal (see :class:`TokenCache`).
+
+        Returns:
+            The records, most recently written first.
+        """
         prefix = f"{kind}-{_digest(audience)}-"
         try:
             entries = [
                 e
-                for e in os.scandir(self.directory)
+                for e in os.scandir(self._dir)
                 if e.name.startswith(prefix) and e.name.endswith(".json") and e.is_file()
             ]
         except FileNotFoundError:
             return []
         except OSError as exc:
-            self.warnings.append(f"cannot list token cache {self.directory}: {exc.strerror}")
+            self.warnings.append(f"cannot list token cache {self._dir}: {exc.strerror}")
             return []
         found: list[tuple[float, dict[str, Any]]] = []
         for entry in entries:
-            record = self._load(Path(entry.path))
+            record = self._load(entry.path)
             if record is not None and record.get("audience") == audience:
                 found.append((record.get("updated", 0), record))
         found.sort(key=lambda item: item[0], reverse=True)
         return [record for _, record in found]
 
-    def _load(self, path: Path) -> dict[str, Any] | None:
+    def _load(self, path: str) -> dict[str, Any] | None:
         try:
             with open(path, encoding="utf-8") as fh:
                 record = json.load(fh)
@@ -137,12 +187,12 @@ class TokenCache:
 
     def _ensure_directory(self) -> None:
         try:
-            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-            if sys.platform != "win32" and (self.directory.stat().st_mode & 0o077):
-                os.chmod(self.directory, 0o700)
+            os.makedirs(self._dir, mode=0o700, exist_ok=True)
+            if sys.platform != "win32" and (os.stat(self._dir).st_mode & 0o077):
+                os.chmod(self._dir, 0o700)
         except OSError as exc:
             raise CacheError(
-                f"cannot create token cache directory {self.directory}: {exc.strerror}",
+                f"cannot create token cache directory {self._dir}: {exc.strerror}",
                 "set FLYTE_IAP_CACHE_DIR to a directory you can write",
             ) from exc
 
@@ -151,28 +201,21 @@ class TokenCache:
 
         The ``version``, ``kind``, ``audience``, ``principal`` and ``updated`` fields are set here.
 
+        Args:
+            kind, audience, principal: the key (see :class:`TokenCache`).
+            record: the fields to store (a token, a refresh token, ...).
+
         Raises:
             CacheError: the directory or file cannot be written.
         """
         self._ensure_directory()
-        final = self.path(kind, audience, principal)
+        final = self._file(kind, audience, principal)
         data = dict(record)
         data.update(
             version=FORMAT_VERSION, kind=kind, audience=audience, principal=principal, updated=time.time()
         )
-        tmp = final.with_name(f".{final.name}.{os.getpid()}.{time.monotonic_ns()}.tmp")
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600)
-            try:
-                with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                    json.dump(data, fh, separators=(",", ":"))
-                    fh.flush()
-                    os.fsync(fh.fileno())
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
-                raise
-            os.replace(tmp, final)
+            write_private_file(final, json.dumps(data, separators=(",", ":")))
         except OSError as exc:
             raise CacheError(
                 f"cannot write token cache file {final}: {exc.strerror}",
@@ -181,6 +224,10 @@ class TokenCache:
 
     def delete(self, kind: str, audience: str, principal: str | None = None) -> list[dict[str, Any]]:
         """Remove the record for this key, or every record of ``kind`` for ``audience``.
+
+        Args:
+            kind, audience: as for :meth:`find`.
+            principal: only this principal's record; ``None`` removes every usable record for ``audience``.
 
         Returns:
             The records that were removed (so a caller can, say, revoke their refresh tokens).
@@ -191,11 +238,19 @@ class TokenCache:
             one = self.read(kind, audience, principal)
             records = [one] if one else []
         for record in records:
-            path = self.path(kind, audience, record["principal"])
-            for p in (path, path.with_name(path.name + ".lock")):
-                with contextlib.suppress(FileNotFoundError):
-                    p.unlink()
+            self.discard(kind, audience, record["principal"])
         return records
+
+    def discard(self, kind: str, audience: str, principal: str) -> None:
+        """Remove the files of this key, whatever they hold (an unreadable record too), if there are any.
+
+        Args:
+            kind, audience, principal: the key (see :class:`TokenCache`).
+        """
+        path = self._file(kind, audience, principal)
+        for name in (path, path + ".lock"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(name)
 
     # -- locking -----------------------------------------------------------------------------
 
@@ -203,12 +258,18 @@ class TokenCache:
     def lock(self, kind: str, audience: str, principal: str, timeout: float = 60.0) -> Iterator[None]:
         """Hold an exclusive cross-process lock for this key.
 
+        Args:
+            kind, audience, principal: the key (see :class:`TokenCache`).
+            timeout: seconds to wait for another process to release it.
+
+        Returns:
+            A context manager that holds the lock while its block runs.
+
         Raises:
             CacheError: the lock could not be taken within ``timeout`` seconds.
         """
         self._ensure_directory()
-        path = self.path(kind, audience, principal)
-        lock_path = path.with_name(path.name + ".lock")
+        lock_path = self._file(kind, audience, principal) + ".lock"
         try:
             fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
         except OSError as exc:
@@ -228,7 +289,7 @@ class TokenCache:
 
 if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
 
-    def _acquire(fd: int, timeout: float, lock_path: Path) -> None:
+    def _acquire(fd: int, timeout: float, lock_path: str) -> None:
         import msvcrt
 
         deadline = time.monotonic() + timeout
@@ -251,7 +312,7 @@ if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
 
 else:
 
-    def _acquire(fd: int, timeout: float, lock_path: Path) -> None:
+    def _acquire(fd: int, timeout: float, lock_path: str) -> None:
         import fcntl
 
         deadline = time.monotonic() + timeout

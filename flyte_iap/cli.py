@@ -1,5 +1,12 @@
 """The ``flyte-iap`` command line: a thin layer over the library.
 
+Example::
+
+    $ flyte-iap login --audience 123-web.apps.googleusercontent.com \\
+        --client-id 456-desktop.apps.googleusercontent.com \\
+        --client-secret-gcp-secret projects/my-proj/secrets/flyte-desktop
+    $ flyte-iap token --audience 123-web.apps.googleusercontent.com      # the ID token on stdout
+
 Results go to stdout (for the token commands: the token and a newline, nothing else); messages go to
 stderr. A :class:`~flyte_iap.errors.FlyteIapError` becomes ``error: ...`` and ``hint: ...`` on stderr
 and its exit code, never a traceback. Every option can also be set as ``FLYTE_IAP_<OPTION>``
@@ -8,18 +15,33 @@ and its exit code, never a traceback. Every option can also be set as ``FLYTE_IA
 
 from __future__ import annotations
 
+import contextlib
 import sys
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from flyte_iap import __version__
 from flyte_iap.errors import FlyteIapError
+from flyte_iap.idtoken import DEFAULT_MIN_VALID
+
+if TYPE_CHECKING:
+    from flyte_iap.cache import TokenCache
+
+Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
 
-def option(*names: str, **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """``click.option`` whose environment variable is ``FLYTE_IAP_<LONGEST NAME>``."""
+def option(*names: str, **kwargs: Any) -> Decorator:
+    """``click.option`` whose environment variable is ``FLYTE_IAP_<LONGEST NAME>``.
+
+    Args:
+        names: the option's names (``"--client-id"``).
+        kwargs: ``click.option``'s keyword arguments; ``envvar`` and ``show_envvar`` may override ours.
+
+    Returns:
+        The decorator.
+    """
     longest = max((n for n in names if n.startswith("--")), key=len)
     kwargs.setdefault("envvar", "FLYTE_IAP_" + longest.lstrip("-").replace("-", "_").upper())
     kwargs.setdefault("show_envvar", True)
@@ -27,16 +49,59 @@ def option(*names: str, **kwargs: Any) -> Callable[[Callable[..., Any]], Callabl
 
 
 def echo_warnings(warnings: list[str]) -> None:
-    """Print library warnings (e.g. skipped cache files) on stderr, once each."""
+    """Print library warnings (e.g. skipped cache files) on stderr, once each.
+
+    Args:
+        warnings: the messages; the list is emptied.
+    """
     for message in dict.fromkeys(warnings):
         click.echo(f"warning: {message}", err=True)
     warnings.clear()
 
 
 def emit_token(token: str) -> None:
-    """Write a token to stdout: the token and a newline, nothing else."""
+    """Write a token to stdout: the token and a newline, nothing else.
+
+    Args:
+        token: what flytekit and flytectl send as ``proxy-authorization: Bearer <token>``.
+    """
     sys.stdout.write(token + "\n")
     sys.stdout.flush()
+
+
+@contextlib.contextmanager
+def token_cache() -> Iterator[TokenCache]:
+    """A token cache for one command.
+
+    Returns:
+        A context manager giving a new :class:`~flyte_iap.cache.TokenCache`, whose warnings are printed
+        on stderr when the block ends.
+    """
+    from flyte_iap.cache import TokenCache
+
+    cache = TokenCache()
+    try:
+        yield cache
+    finally:
+        echo_warnings(cache.warnings)
+
+
+def options(*decorators: Decorator) -> Decorator:
+    """Several options as one decorator.
+
+    Args:
+        decorators: options (from :func:`option`), listed in ``--help`` in this order.
+
+    Returns:
+        The decorator.
+    """
+
+    def apply(func: Callable[..., Any]) -> Callable[..., Any]:
+        for decorator in reversed(decorators):
+            func = decorator(func)
+        return func
+
+    return apply
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -50,7 +115,11 @@ def cli() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run the CLI; turn library errors into one-line messages and exit codes."""
+    """Run the CLI; turn library errors into one-line messages and exit codes.
+
+    Args:
+        argv: the arguments; ``sys.argv[1:]`` by default.
+    """
     try:
         cli.main(args=argv, prog_name="flyte-iap", standalone_mode=False)
     except FlyteIapError as exc:
@@ -70,6 +139,25 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
 
 
+# -- options several commands share -----------------------------------------------------------------
+
+_AUDIENCE_HELP = "OAuth client ID of the IAP-protected app: the token's audience (aud)."
+_audience_option = option("--audience", required=True, metavar="CLIENT_ID", help=_AUDIENCE_HELP)
+_endpoint_option = option(
+    "--endpoint", required=True, metavar="URL", help="flyteadmin behind IAP: https://flyte.example.com."
+)
+
+
+def _min_valid_option(help_text: str) -> Decorator:
+    return option(
+        "--min-valid",
+        type=click.FloatRange(min=0),
+        default=DEFAULT_MIN_VALID,
+        show_default=True,
+        help=help_text,
+    )
+
+
 # Commands are defined below, one block per area, each a thin wrapper over a library module.
 
 
@@ -80,13 +168,10 @@ def _notify(message: str) -> None:
     click.echo(message, err=True)
 
 
-_AUDIENCE_HELP = "OAuth client ID of the IAP-protected app: the token's audience (aud)."
-
-
-def _user_login_options(store_default: str | None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def _user_login_options(store_default: str | None) -> Decorator:
     """The options `login` and `token` share: which Desktop client, its secret, the store, the browser."""
-    decorators = [
-        option("--audience", required=True, metavar="CLIENT_ID", help=_AUDIENCE_HELP),
+    return options(
+        _audience_option,
         option(
             "--client-id",
             metavar="CLIENT_ID",
@@ -130,14 +215,7 @@ def _user_login_options(store_default: str | None) -> Callable[[Callable[..., An
             is_flag=True,
             help="Print the sign-in URL on stderr instead of opening a browser (remote or SSH sessions).",
         ),
-    ]
-
-    def apply(func: Callable[..., Any]) -> Callable[..., Any]:
-        for decorator in reversed(decorators):
-            func = decorator(func)
-        return func
-
-    return apply
+    )
 
 
 @cli.command("login")
@@ -159,11 +237,9 @@ def login_command(
     in the IAP app's project. Afterwards `flyte-iap token --audience ...` prints ID tokens without a
     browser.
     """
-    from flyte_iap.cache import TokenCache
     from flyte_iap.user_tokens import login_user
 
-    cache = TokenCache()
-    try:
+    with token_cache() as cache:
         result = login_user(
             audience,
             client_id=client_id,
@@ -177,8 +253,6 @@ def login_command(
             notify=_notify,
             cache=cache,
         )
-    finally:
-        echo_warnings(cache.warnings)
     who = result.email or "your Google account"
     click.echo(f"Signed in as {who} for audience {audience} (refresh token in the {store} store).", err=True)
     click.echo(
@@ -189,13 +263,7 @@ def login_command(
 
 @cli.command("token")
 @_user_login_options(store_default=None)
-@option(
-    "--min-valid",
-    type=click.FloatRange(min=0),
-    default=300.0,
-    show_default=True,
-    help="Refresh when the cached token has fewer seconds left than this.",
-)
+@_min_valid_option("Refresh when the cached token has fewer seconds left than this.")
 def token_command(
     audience: str,
     client_id: str | None,
@@ -214,11 +282,9 @@ def token_command(
     Without a usable sign-in it runs the browser login when stdin and stderr are terminals, and fails at
     once (exit 1, with the login command to run) when they are not, as under flytekit.
     """
-    from flyte_iap.cache import TokenCache
     from flyte_iap.user_tokens import get_user_id_token
 
-    cache = TokenCache()
-    try:
+    with token_cache() as cache:
         token = get_user_id_token(
             audience,
             client_id=client_id,
@@ -233,25 +299,19 @@ def token_command(
             notify=_notify,
             cache=cache,
         )
-    finally:
-        echo_warnings(cache.warnings)
     emit_token(token)
 
 
 @cli.command("logout")
-@option("--audience", required=True, metavar="CLIENT_ID", help=_AUDIENCE_HELP)
+@_audience_option
 @option("--client-id", metavar="CLIENT_ID", help="Only this Desktop client's sign-in [default: all].")
 @option("--revoke", is_flag=True, help="Also revoke the refresh token at Google.")
 def logout_command(audience: str, client_id: str | None, revoke: bool) -> None:
     """Forget the stored sign-in for --audience (ID token, refresh token, client secret)."""
-    from flyte_iap.cache import TokenCache
     from flyte_iap.user_tokens import logout_user
 
-    cache = TokenCache()
-    try:
+    with token_cache() as cache:
         forgotten = logout_user(audience, client_id=client_id, revoke=revoke, cache=cache)
-    finally:
-        echo_warnings(cache.warnings)
     if not forgotten:
         click.echo(f"Nothing was stored for audience {audience}.", err=True)
     for login in forgotten:
@@ -279,14 +339,12 @@ def generate_user_id_token_command(
 
     The secret is read from Secret Manager only when no sign-in is stored yet, then kept with it.
     """
-    from flyte_iap.cache import TokenCache
     from flyte_iap.user_tokens import get_user_id_token
 
     name = desktop_client_secret_gcp_secret_name.strip().strip("/")
     if not name.startswith("projects/"):
         name = f"projects/{project}/secrets/{name}"
-    cache = TokenCache()
-    try:
+    with token_cache() as cache:
         token = get_user_id_token(
             webapp_client_id,
             client_id=desktop_client_id,
@@ -294,8 +352,6 @@ def generate_user_id_token_command(
             notify=_notify,
             cache=cache,
         )
-    finally:
-        echo_warnings(cache.warnings)
     emit_token(token)
 
 
@@ -303,11 +359,9 @@ def generate_user_id_token_command(
 
 
 def _print_sa_token(audience: str, impersonate: str | None, key_file: str | None, min_valid: float) -> None:
-    from flyte_iap.cache import TokenCache
     from flyte_iap.service_account import get_service_account_id_token
 
-    cache = TokenCache()
-    try:
+    with token_cache() as cache:
         token = get_service_account_id_token(
             audience,
             impersonate_service_account=impersonate,
@@ -315,13 +369,11 @@ def _print_sa_token(audience: str, impersonate: str | None, key_file: str | None
             min_valid=min_valid,
             cache=cache,
         )
-    finally:
-        echo_warnings(cache.warnings)
     emit_token(token)
 
 
 @cli.command("sa-token")
-@option("--audience", required=True, metavar="CLIENT_ID", help=_AUDIENCE_HELP)
+@_audience_option
 @option(
     "--impersonate-service-account",
     metavar="SA_EMAIL",
@@ -335,13 +387,7 @@ def _print_sa_token(audience: str, impersonate: str | None, key_file: str | None
     type=click.Path(dir_okay=False),
     help="A service-account key JSON, used instead of looking for credentials.",
 )
-@option(
-    "--min-valid",
-    type=click.FloatRange(min=0),
-    default=300.0,
-    show_default=True,
-    help="Mint a new token when the cached one has fewer seconds left than this.",
-)
+@_min_valid_option("Mint a new token when the cached one has fewer seconds left than this.")
 def sa_token_command(
     audience: str, impersonate_service_account: str | None, key_file: str | None, min_valid: float
 ) -> None:
@@ -364,15 +410,15 @@ def sa_token_command(
 )
 def generate_service_account_id_token_command(webapp_client_id: str, service_account_key: str | None) -> None:
     """The old plugin's command, kept so existing proxyCommand configs work: same as `sa-token`."""
-    _print_sa_token(webapp_client_id, None, service_account_key, 300.0)
+    _print_sa_token(webapp_client_id, None, service_account_key, DEFAULT_MIN_VALID)
 
 
 # -- client configuration: config (flyte_iap.client_config) -----------------------------------------
 
 
 @cli.command("config")
-@option("--endpoint", required=True, metavar="URL", help="flyteadmin behind IAP: https://flyte.example.com.")
-@option("--audience", required=True, metavar="CLIENT_ID", help=_AUDIENCE_HELP)
+@_endpoint_option
+@_audience_option
 @option(
     "--client-id",
     metavar="CLIENT_ID",
@@ -471,8 +517,8 @@ def config_command(
 
 
 @cli.command("doctor")
-@option("--endpoint", required=True, metavar="URL", help="flyteadmin behind IAP: https://flyte.example.com.")
-@option("--audience", required=True, metavar="CLIENT_ID", help=_AUDIENCE_HELP)
+@_endpoint_option
+@_audience_option
 @option("--client-id", metavar="CLIENT_ID", help="User mode: the Desktop OAuth client of the stored sign-in.")
 @option("--service-account", is_flag=True, help="Mint a service account's token instead of the user's.")
 @option("--impersonate-service-account", metavar="SA_EMAIL", help="Service-account mode, for this account.")

@@ -43,13 +43,13 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from flyte_iap.errors import ConfigurationError
+from flyte_iap.private_file import write_private_file
 
 ADMIN_AUTH_TYPES = {"none": None, "pkce": "Pkce", "client-secret": "ClientSecret"}
 MODES = ("user", "service-account")
@@ -133,6 +133,12 @@ def _hostport(host: str, port: int | None, *, default: int) -> str:
 def proxy_command(config: ClientConfig) -> list[str]:
     """The ``admin.proxyCommand`` list for ``config``.
 
+    Args:
+        config: the settings.
+
+    Returns:
+        ``[command, "token", "--audience", ...]`` for people, ``[command, "sa-token", ...]`` otherwise.
+
     Raises:
         ConfigurationError: an unknown mode, or options that belong to the other mode.
     """
@@ -160,7 +166,13 @@ def proxy_command(config: ClientConfig) -> list[str]:
 
 
 def build(config: ClientConfig) -> dict[str, Any]:
-    """The configuration as a dict (``{"admin": {...}}``), validated.
+    """The configuration as a dict, validated.
+
+    Args:
+        config: the settings.
+
+    Returns:
+        ``{"admin": {...}, "console": {...}}``, the keys flytekit and flytectl read.
 
     Raises:
         ConfigurationError: missing or contradictory settings.
@@ -272,7 +284,13 @@ def _header(config: ClientConfig, data: dict[str, Any]) -> list[str]:
 
 
 def render(config: ClientConfig) -> str:
-    """The YAML text: a comment header, then ``admin`` and ``console``.
+    """The YAML text of the file.
+
+    Args:
+        config: the settings.
+
+    Returns:
+        A comment header (what the file is for, how to sign in), then ``admin`` and ``console``.
 
     Raises:
         ConfigurationError: see :func:`build`.
@@ -291,7 +309,10 @@ def render(config: ClientConfig) -> str:
 
 
 def installed_command() -> str:
-    """The absolute path of the ``flyte-iap`` script next to the running interpreter, else on PATH.
+    """Where the ``flyte-iap`` script is, for ``command=`` in :class:`ClientConfig`.
+
+    Returns:
+        The absolute path of the script next to the running interpreter, else of the one on ``PATH``.
 
     Raises:
         ConfigurationError: no ``flyte-iap`` script can be found.
@@ -327,17 +348,7 @@ def write(text: str, path: str | os.PathLike[str], *, force: bool = False) -> Pa
         raise ConfigurationError(f"{target} already exists", "pass --force to replace it")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-        try:
-            os.fchmod(fd, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(text)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_private_file(target, text)
     except OSError as exc:
         raise ConfigurationError(
             f"cannot write {target}: {exc.strerror or exc}", "check the directory"

@@ -88,7 +88,12 @@ class SecretSource:
         return None
 
     def cli_args(self) -> list[str]:
-        """The options that select this source, for a hint; a literal secret shows as a placeholder."""
+        """The options that select this source, for a hint.
+
+        Returns:
+            E.g. ``["--client-secret-gcp-secret", "projects/P/secrets/S/versions/latest"]``; a literal
+            secret shows as the placeholder ``<CLIENT_SECRET>``.
+        """
         if self.kind == "file":
             return ["--client-secrets-file", self.location]
         if self.kind == "gcp-secret":
@@ -101,6 +106,9 @@ class SecretSource:
         Args:
             client_id: the Desktop client ID from the options; may be ``None`` for a client secrets file,
                 which names its own.
+
+        Returns:
+            The client ID (the file's own for a client secrets file) and the secret.
 
         Raises:
             ConfigurationError: no client ID, or a file that is unreadable, not a Desktop client, or for
@@ -126,7 +134,14 @@ class SecretSource:
 
 
 def secret_version_name(resource: str) -> str:
-    """Normalize ``projects/P/secrets/S[/versions/V]`` to a version name (``latest`` by default).
+    """Normalize a Secret Manager secret or version name to a version name.
+
+    Args:
+        resource: ``projects/P/secrets/S`` or ``projects/P/secrets/S/versions/V`` (slashes around it and
+            white space are dropped).
+
+    Returns:
+        ``projects/P/secrets/S/versions/V``, with ``V`` ``latest`` when no version was given.
 
     Raises:
         ConfigurationError: ``resource`` is not a Secret Manager secret or version name.
@@ -145,6 +160,12 @@ def read_client_secrets_file(path: str | Path) -> tuple[str, str]:
 
     Only Desktop clients (key ``installed``) are accepted: a Web application client (key ``web``) only
     takes its registered redirect URIs, so the loopback login would end in ``redirect_uri_mismatch``.
+
+    Args:
+        path: the file; ``~`` is expanded.
+
+    Returns:
+        The client ID and client secret under ``installed``.
 
     Raises:
         ConfigurationError: unreadable file, not JSON, a Web client, or fields missing.

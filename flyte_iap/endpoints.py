@@ -23,10 +23,15 @@ _IAMCREDENTIALS_URI = "https://iamcredentials.googleapis.com"
 _SECRETMANAGER_URI = "https://secretmanager.googleapis.com"
 _STS_URI = "https://sts.googleapis.com"
 _METADATA_HOST = "metadata.google.internal"
+_METADATA_IP = "169.254.169.254"
 #: Issuers Google puts in the ``iss`` claim of its ID tokens.
 GOOGLE_ISSUERS = ("https://accounts.google.com", "accounts.google.com")
 #: OAuth scope (an identifier, not an endpoint) of access tokens that may call iamcredentials.
 CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
+#: Google Cloud's status page, named in hints (a page for people, never called: not overridable).
+STATUS_PAGE = "https://status.cloud.google.com"
+#: Where a person removes an app's access to their Google account, named in hints.
+ACCOUNT_PERMISSIONS_PAGE = "https://myaccount.google.com/permissions"
 
 #: Environment variable -> default, for every endpoint that can be overridden.
 OVERRIDES: dict[str, str] = {
@@ -75,12 +80,26 @@ def sts_uri() -> str:
 
 
 def generate_id_token_url(service_account: str) -> str:
-    """iamcredentials ``generateIdToken`` for one service account."""
+    """iamcredentials ``generateIdToken`` for one service account.
+
+    Args:
+        service_account: the account's email.
+
+    Returns:
+        The method's URL under :func:`iamcredentials_uri`.
+    """
     return f"{iamcredentials_uri()}/v1/projects/-/serviceAccounts/{service_account}:generateIdToken"
 
 
 def secret_version_access_url(resource: str) -> str:
-    """Secret Manager ``versions/*:access`` for ``projects/P/secrets/S/versions/V``."""
+    """Secret Manager ``versions/*:access`` for one secret version.
+
+    Args:
+        resource: ``projects/P/secrets/S/versions/V``.
+
+    Returns:
+        The method's URL under :func:`secretmanager_uri`.
+    """
     return f"{secretmanager_uri()}/v1/{resource}:access"
 
 
@@ -92,3 +111,13 @@ def sts_token_url() -> str:
 def metadata_host() -> str:
     """The metadata server google-auth talks to (``GCE_METADATA_HOST``, then ``GCE_METADATA_ROOT``)."""
     return os.environ.get("GCE_METADATA_HOST") or os.environ.get("GCE_METADATA_ROOT") or _METADATA_HOST
+
+
+def metadata_root() -> str:
+    """The root of the metadata server's API on :func:`metadata_host`, with a trailing slash."""
+    return f"http://{metadata_host()}/computeMetadata/v1/"
+
+
+def metadata_ip() -> str:
+    """The address google-auth pings to detect a metadata server (``GCE_METADATA_IP``)."""
+    return os.environ.get("GCE_METADATA_IP") or _METADATA_IP

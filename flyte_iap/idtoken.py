@@ -15,14 +15,24 @@ message instead of as an opaque 401 from IAP. This module is on the hot path: st
 
 from __future__ import annotations
 
-import base64
 import binascii
 import json
 import time
-from typing import Any
 
 from flyte_iap.endpoints import GOOGLE_ISSUERS
 from flyte_iap.errors import InvalidTokenError
+
+# typing costs milliseconds at import; the annotations are strings (PEP 563) and type checkers read this
+# constant as True.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+# base64url -> base64: binascii decodes it as base64.urlsafe_b64decode would, without importing base64.
+_URLSAFE = str.maketrans("-_", "+/")
+
+#: Seconds of validity a cached token must have left to be used, unless the caller asks otherwise.
+DEFAULT_MIN_VALID = 300.0
 
 _HINT = "the token endpoint returned something that is not a Google ID token; check FLYTE_IAP_* overrides"
 
@@ -44,7 +54,7 @@ def decode_claims(token: str) -> dict[str, Any]:
         raise InvalidTokenError("malformed ID token: expected three dot-separated parts", _HINT)
     payload = parts[1]
     try:
-        raw = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
+        raw = binascii.a2b_base64(payload.translate(_URLSAFE) + "=" * (-len(payload) % 4))
         claims = json.loads(raw)
     except (binascii.Error, ValueError) as exc:
         raise InvalidTokenError(f"malformed ID token: payload is not base64url JSON ({exc})", _HINT) from exc
@@ -54,7 +64,15 @@ def decode_claims(token: str) -> dict[str, Any]:
 
 
 def seconds_left(claims: dict[str, Any], now: float | None = None) -> float:
-    """Seconds until ``exp``; negative once expired, ``-inf`` without a usable ``exp``."""
+    """Seconds until a token expires.
+
+    Args:
+        claims: the token's claims (:func:`decode_claims`).
+        now: the current time, for tests.
+
+    Returns:
+        Seconds until ``exp``; negative once expired, ``-inf`` without a usable ``exp``.
+    """
     exp = claims.get("exp")
     if not isinstance(exp, int | float) or isinstance(exp, bool):
         return float("-inf")
@@ -98,3 +116,26 @@ def check_id_token(
             "the machine clock may be wrong (check NTP), or lower --min-valid",
         )
     return claims
+
+
+def usable_id_token(
+    token: object, audience: str, *, min_valid: float = 0, rejected: str | None = None
+) -> str | None:
+    """``token`` if a cached value may be used as it is, else ``None``: the caller gets a new one.
+
+    Args:
+        token: a cached value, usually a record's ``id_token`` (anything but a non-empty string is unusable).
+        audience: the expected ``aud``.
+        min_valid: seconds of validity that must remain.
+        rejected: a token the server just refused (HTTP 401), unusable however valid it looks.
+
+    Returns:
+        The token when it passes :func:`check_id_token`, else ``None``.
+    """
+    if not isinstance(token, str) or not token or token == rejected:
+        return None
+    try:
+        check_id_token(token, audience, min_valid=min_valid)
+    except InvalidTokenError:
+        return None
+    return token

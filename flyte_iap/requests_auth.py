@@ -24,8 +24,8 @@ from typing import Any
 import requests
 import requests.auth
 
-from flyte_iap.idtoken import decode_claims, seconds_left
-from flyte_iap.user_tokens import DEFAULT_MIN_VALID, get_user_id_token
+from flyte_iap.idtoken import DEFAULT_MIN_VALID, decode_claims, seconds_left
+from flyte_iap.user_tokens import get_user_id_token
 
 #: Header IAP puts on the responses it generates itself (as opposed to the backend's).
 IAP_GENERATED_HEADER = "x-goog-iap-generated-response"
@@ -66,6 +66,12 @@ class IapAuth(requests.auth.AuthBase):
 
     def token(self, rejected: str | None = None) -> str:
         """The current token, refreshed if it is about to expire or equals ``rejected``.
+
+        Args:
+            rejected: a token the server just refused (HTTP 401).
+
+        Returns:
+            A token with more than ``min_valid`` seconds left.
 
         Raises:
             FlyteIapError: as :func:`flyte_iap.get_user_id_token`.

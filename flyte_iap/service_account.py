@@ -41,8 +41,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
 
 from flyte_iap import DOCS_URL, endpoints
 from flyte_iap.cache import TokenCache
@@ -54,9 +52,15 @@ from flyte_iap.errors import (
     PermissionDeniedError,
     TransportError,
 )
-from flyte_iap.idtoken import check_id_token
+from flyte_iap.idtoken import DEFAULT_MIN_VALID, check_id_token, usable_id_token
 
+# typing costs milliseconds at import; the annotations are strings (PEP 563) and type checkers read this
+# constant as True.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from typing import Any
+
     from flyte_iap.transport import HttpRequest
 
 #: Cache kind of service-account tokens.
@@ -75,7 +79,6 @@ _USER_TYPES = ("authorized_user", "external_account_authorized_user")
 _FILE_TYPES = ("service_account", "impersonated_service_account", "external_account", *_USER_TYPES)
 _AWS_SUBJECT_TOKEN_TYPE = "urn:ietf:params:aws:token-type:aws4_request"
 _GUIDE = f"see {DOCS_URL}/client/ci-and-workloads.html"
-_NETWORK_HINT = "check your network, proxy settings (HTTPS_PROXY) and any FLYTE_IAP_*_URI override"
 _SERVER_ERROR_HINT = "Google kept answering with a server error; try again in a minute"
 _KEY_HINT = (
     "download a new key (gcloud iam service-accounts keys create) or, better, use Workload Identity "
@@ -278,15 +281,8 @@ def principal_for(source: CredentialSource, impersonate_service_account: str | N
 def _cached(
     cache: TokenCache, audience: str, principal: str, min_valid: float, rejected: str | None = None
 ) -> str | None:
-    record = cache.read(KIND, audience, principal)
-    token = record.get("id_token") if record else None
-    if not isinstance(token, str) or token == rejected:
-        return None
-    try:
-        check_id_token(token, audience, min_valid=min_valid)
-    except InvalidTokenError:
-        return None
-    return token
+    record = cache.read(KIND, audience, principal) or {}
+    return usable_id_token(record.get("id_token"), audience, min_valid=min_valid, rejected=rejected)
 
 
 def _principal(
@@ -308,7 +304,7 @@ def cached_token(
     *,
     impersonate_service_account: str | None = None,
     key_file: str | os.PathLike[str] | None = None,
-    min_valid: float = 300,
+    min_valid: float = DEFAULT_MIN_VALID,
     cache: TokenCache | None = None,
 ) -> str | None:
     """A cached token with more than ``min_valid`` seconds left, or ``None``; never a network call.
@@ -342,7 +338,7 @@ def get_service_account_id_token(
     *,
     impersonate_service_account: str | None = None,
     key_file: str | os.PathLike[str] | None = None,
-    min_valid: float = 300,
+    min_valid: float = DEFAULT_MIN_VALID,
     cache: TokenCache | None = None,
     rejected_token: str | None = None,
 ) -> str:
@@ -446,7 +442,7 @@ def _http() -> HttpRequest:
         try:
             response = inner(url=url, method=method, body=body, headers=headers, **kwargs)
         except google.auth.exceptions.TransportError as exc:
-            reason = transport._failure_reason(exc, kwargs.get("timeout") or transport.DEFAULT_TIMEOUT)
+            reason = transport.failure_reason(exc, kwargs.get("timeout") or transport.DEFAULT_TIMEOUT)
             raise Unreachable(url, f"{reason} (tried {transport.DEFAULT_TRIES} times)") from exc
         if response.status in transport.RETRYABLE_STATUSES:
             raise Unreachable(url, f"HTTP {response.status} (tried {transport.DEFAULT_TRIES} times)")
@@ -468,13 +464,6 @@ def _unreachable_in(exc: BaseException) -> _Unreachable | None:
     return None
 
 
-def _where(url: str) -> str:
-    import urllib.parse
-
-    parts = urllib.parse.urlsplit(url)
-    return urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
-
-
 def _reason(exc: BaseException) -> str:
     """google-auth's message on one short line (it may hold a whole JSON body)."""
     first = exc.args[0] if exc.args else exc
@@ -493,6 +482,8 @@ def _google_errors(
     """
     import google.auth.exceptions
 
+    from flyte_iap import transport
+
     try:
         yield
     except FlyteIapError:
@@ -501,9 +492,12 @@ def _google_errors(
         lost = _unreachable_in(exc)
         if lost is not None:
             if unreachable_hint is None:
-                unreachable_hint = _SERVER_ERROR_HINT if lost.reason.startswith("HTTP") else _NETWORK_HINT
+                unreachable_hint = (
+                    _SERVER_ERROR_HINT if lost.reason.startswith("HTTP") else transport.NETWORK_HINT
+                )
             raise TransportError(
-                f"cannot reach {what} at {_where(lost.url)}: {lost.reason}", unreachable_hint
+                f"cannot reach {what} at {transport.url_for_message(lost.url)}: {lost.reason}",
+                unreachable_hint,
             ) from None
         raise CredentialsError(f"{rejected}: {_reason(exc)}", hint) from None
 
@@ -601,8 +595,7 @@ def _metadata_root() -> str | None:
     """The metadata root from GCE_METADATA_HOST as it is now (google-auth froze it at import)."""
     from google.auth.compute_engine import _metadata
 
-    host = endpoints.metadata_host()
-    return None if host == _metadata._GCE_METADATA_HOST else f"http://{host}/computeMetadata/v1/"
+    return None if endpoints.metadata_host() == _metadata._GCE_METADATA_HOST else endpoints.metadata_root()
 
 
 def _metadata_get(http: HttpRequest, path: str, params: dict[str, str] | None = None) -> Any:
@@ -619,7 +612,7 @@ def _probe_metadata(source: CredentialSource) -> None:
 
     from flyte_iap import transport
 
-    host = os.environ.get("GCE_METADATA_IP") or "169.254.169.254"
+    host = endpoints.metadata_ip()
     if os.environ.get("NO_GCE_CHECK") == "true":
         found = False
         outcome = "skipped (NO_GCE_CHECK=true)"

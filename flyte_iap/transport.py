@@ -45,6 +45,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from flyte_iap import endpoints
 from flyte_iap.errors import (
     CredentialsError,
     FlyteIapError,
@@ -66,7 +67,8 @@ RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 #: An object with google-auth's ``Request`` call signature: ``http(url, method, body, headers, timeout)``.
 HttpRequest = Callable[..., Any]
 
-_NETWORK_HINT = "check your network, proxy settings (HTTPS_PROXY) and any FLYTE_IAP_*_URI override"
+#: The hint of an error for a request that got no answer.
+NETWORK_HINT = "check your network, proxy settings (HTTPS_PROXY) and any FLYTE_IAP_*_URI override"
 
 #: OAuth error code -> what a user can do about it (RFC 6749 section 5.2 and Google's additions).
 OAUTH_HINTS: dict[str, str] = {
@@ -109,14 +111,32 @@ def _default_http() -> HttpRequest:
     return google.auth.transport.requests.Request()
 
 
-def _describe(url: str) -> str:
-    """The URL without its query string, which is never needed in a message and may carry data."""
+def url_for_message(url: str) -> str:
+    """``url`` without its query string and fragment, which are never needed in a message and may carry data.
+
+    Args:
+        url: any URL.
+
+    Returns:
+        The scheme, host and path.
+    """
     parts = urllib.parse.urlsplit(url)
     return urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
 
 
-def _failure_reason(exc: BaseException, timeout: float) -> str:
-    """A short human reason for a transport exception (google-auth wraps the requests exception)."""
+def failure_reason(exc: BaseException, timeout: float) -> str:
+    """A short human reason for a request that got no answer, for an error message.
+
+    google-auth wraps the exception of requests and urllib3, so the chain of causes is searched.
+
+    Args:
+        exc: what the transport raised (a ``google.auth.exceptions.TransportError``, say).
+        timeout: the timeout of the attempt, for "no answer within N s".
+
+    Returns:
+        "no answer within N s", "connection refused", "TLS handshake failed", "host name not found" or
+        "connection failed".
+    """
     cause: BaseException | None = exc
     seen: list[BaseException] = []
     while cause is not None and cause not in seen:
@@ -189,7 +209,7 @@ def request(
     elif json_body is not None:
         body = json.dumps(json_body).encode()
         all_headers.setdefault("Content-Type", "application/json")
-    where = _describe(url)
+    where = url_for_message(url)
     attempt = 0
     while True:
         attempt += 1
@@ -197,9 +217,9 @@ def request(
             raw = send(url=url, method=method, body=body, headers=all_headers, timeout=timeout)
         except google.auth.exceptions.TransportError as exc:
             if attempt >= tries:
-                reason = _failure_reason(exc, timeout)
+                reason = failure_reason(exc, timeout)
                 raise TransportError(
-                    f"cannot reach {what} at {where}: {reason} (tried {attempt} times)", _NETWORK_HINT
+                    f"cannot reach {what} at {where}: {reason} (tried {attempt} times)", NETWORK_HINT
                 ) from None
             sleep(_backoff(attempt, None))
             continue
@@ -209,8 +229,7 @@ def request(
         if attempt >= tries:
             raise TransportError(
                 f"{what} at {where} answered HTTP {response.status} (tried {attempt} times)",
-                "Google may be having a problem; try again in a minute, and check "
-                "https://status.cloud.google.com",
+                f"Google may be having a problem; try again in a minute, and check {endpoints.STATUS_PAGE}",
             )
         sleep(_backoff(attempt, response.headers.get("Retry-After")))
 
@@ -239,9 +258,9 @@ def oauth_error(response: Response, what: str) -> FlyteIapError:
     if isinstance(payload, dict) and isinstance(payload.get("error"), dict):
         return api_error(response, what)
     return TransportError(
-        f"{what} at {_describe(response.url)} answered HTTP {response.status} with a body that is not "
+        f"{what} at {url_for_message(response.url)} answered HTTP {response.status} with a body that is not "
         "an OAuth error",
-        _NETWORK_HINT,
+        NETWORK_HINT,
     )
 
 
@@ -279,8 +298,8 @@ def post_oauth(
     payload = response.json()
     if not isinstance(payload, dict):
         raise TransportError(
-            f"{what} at {_describe(url)} answered HTTP 200 with a body that is not a JSON object",
-            _NETWORK_HINT,
+            f"{what} at {url_for_message(url)} answered HTTP 200 with a body that is not a JSON object",
+            NETWORK_HINT,
         )
     return payload
 

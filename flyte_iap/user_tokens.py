@@ -39,6 +39,7 @@ import json
 import logging
 import shlex
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,13 +56,12 @@ from flyte_iap.errors import (
     OAuthError,
     TransportError,
 )
-from flyte_iap.idtoken import check_id_token, decode_claims, seconds_left
+from flyte_iap.idtoken import DEFAULT_MIN_VALID, check_id_token, decode_claims, seconds_left, usable_id_token
 
 _log = logging.getLogger(__name__)
 
 KIND = "user"
 STORES = ("file", "keyring")
-DEFAULT_MIN_VALID = 300.0
 #: When Google cannot be reached, a cached token with at least this many seconds left is still returned.
 STALE_MARGIN = 30.0
 KEYRING_SERVICE_PREFIX = "flyte-iap:"
@@ -133,9 +133,7 @@ def get_user_id_token(
         TransportError: Google cannot be reached.
         CacheError: the store cannot be written.
     """
-    own_cache = cache is None
-    cache = cache if cache is not None else TokenCache()
-    try:
+    with _cache_in_use(cache) as cache:
         return _get_user_id_token(
             audience,
             client_id=client_id,
@@ -149,9 +147,6 @@ def get_user_id_token(
             cache=cache,
             http=http,
         )
-    finally:
-        if own_cache:
-            _log_warnings(cache)
 
 
 def login_user(
@@ -196,9 +191,7 @@ def login_user(
         OAuthError: the code exchange or the first refresh was refused.
         TransportError, CacheError, InvalidTokenError: as for :func:`get_user_id_token`.
     """
-    own_cache = cache is None
-    cache = cache if cache is not None else TokenCache()
-    try:
+    with _cache_in_use(cache) as cache:
         source = SecretSource.from_options(client_secret, client_secrets_file, client_secret_gcp_secret)
         if source is not None and source.kind == "file" and not client_id:
             client_id = source.resolve(None)[0]
@@ -217,9 +210,6 @@ def login_user(
             cache,
             http,
         )
-    finally:
-        if own_cache:
-            _log_warnings(cache)
 
 
 def logout_user(
@@ -249,11 +239,11 @@ def logout_user(
         TransportError, OAuthError: revoking failed (nothing was forgotten).
         CacheError: the OS keyring could not be read for a revoke.
     """
-    own_cache = cache is None
-    cache = cache if cache is not None else TokenCache()
-    try:
-        records = [r for r in [cache.read(KIND, audience, client_id)] if r] if client_id else None
-        if records is None:
+    with _cache_in_use(cache) as cache:
+        if client_id:
+            one = cache.read(KIND, audience, client_id)
+            records = [one] if one else []
+        else:
             records = cache.find(KIND, audience)
         forgotten: list[UserLogin] = []
         for record in records:
@@ -273,14 +263,8 @@ def logout_user(
             cache.delete(KIND, audience, principal)
             forgotten.append(UserLogin(audience, principal, current.get("email"), store, id_token=""))
         if client_id and not forgotten:
-            # An unreadable record is still something to forget.
-            path = cache.path(KIND, audience, client_id)
-            for p in (path, path.with_name(path.name + ".lock")):
-                p.unlink(missing_ok=True)
+            cache.discard(KIND, audience, client_id)  # an unreadable record is still something to forget
         return forgotten
-    finally:
-        if own_cache:
-            _log_warnings(cache)
 
 
 def login_command(
@@ -289,7 +273,17 @@ def login_command(
     source: SecretSource | None = None,
     store: str | None = None,
 ) -> str:
-    """The ``flyte-iap login ...`` command line that signs in for these settings (for hints and docs)."""
+    """The ``flyte-iap login ...`` command line that signs in for these settings (for hints and docs).
+
+    Args:
+        audience: the OAuth client ID of the IAP-protected app.
+        client_id: the Desktop OAuth client ID; a placeholder when unknown.
+        source: where the client secret comes from; a ``--client-secrets-file`` placeholder when unknown.
+        store: ``keyring`` adds ``--store keyring``.
+
+    Returns:
+        The command, shell-quoted, placeholders in ``<ANGLE_BRACKETS>``.
+    """
     argv = ["flyte-iap", "login", "--audience", audience, "--client-id", client_id or _CLIENT_PLACEHOLDER]
     argv += source.cli_args() if source is not None else _SOURCE_PLACEHOLDER
     if store == "keyring":
@@ -454,7 +448,7 @@ def _login(
     if not isinstance(refresh_token, str) or not refresh_token:
         raise LoginError(
             "Google returned no refresh token for this sign-in",
-            "remove the app's access at https://myaccount.google.com/permissions, then sign in again",
+            f"remove the app's access at {endpoints.ACCOUNT_PERMISSIONS_PAGE}, then sign in again",
         )
     # The code exchange yields a token for the Desktop client; IAP needs one for its own client ID.
     id_token, claims = _refresh(audience, client_id, client_secret, refresh_token, http)
@@ -603,13 +597,7 @@ def _usable_token(
 ) -> str | None:
     """The record's ID token if it passes the same checks as the fast path in ``flyte_iap._entry``."""
     token = record.get("id_token") if record else None
-    if not isinstance(token, str) or not token or token == rejected:
-        return None
-    try:
-        check_id_token(token, audience, min_valid=min_valid)
-    except InvalidTokenError:
-        return None
-    return token
+    return usable_id_token(token, audience, min_valid=min_valid, rejected=rejected)
 
 
 def _drop_grant(cache: TokenCache, audience: str, client_id: str, record: dict[str, Any]) -> None:
@@ -653,10 +641,19 @@ def _is_terminal() -> bool:
         return False
 
 
-def _log_warnings(cache: TokenCache) -> None:
-    for message in dict.fromkeys(cache.warnings):
-        _log.warning("%s", message)
-    cache.warnings.clear()
+@contextlib.contextmanager
+def _cache_in_use(cache: TokenCache | None) -> Iterator[TokenCache]:
+    """``cache``, or a new ``TokenCache`` whose warnings are logged at the end: no caller will show them."""
+    if cache is not None:
+        yield cache
+        return
+    own = TokenCache()
+    try:
+        yield own
+    finally:
+        for message in dict.fromkeys(own.warnings):
+            _log.warning("%s", message)
+        own.warnings.clear()
 
 
 # -- the OS keyring --------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Fixtures shared by every test: an isolated environment and a running FakeGoogle.
+"""Fixtures shared by every test: an isolated environment, a running FakeGoogle, IAP in front of flyteadmin.
 
 Nothing here reaches beyond 127.0.0.1: the autouse fixture removes every FLYTE_IAP_*, GOOGLE_* and
 metadata variable a developer's shell might carry, points the token cache at a temporary directory, and
@@ -8,11 +8,16 @@ tells google-auth there is no metadata server unless a test starts one.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
+from helpers import ProxyFactory
+
+if TYPE_CHECKING:
+    from flyte_iap.testing import FakeFlyteAdmin, FakeGoogle, IapProxy
 
 _SCRUB_PREFIXES = ("FLYTE_IAP_", "GOOGLE_", "CLOUDSDK_", "GCE_METADATA", "FLYTE_CREDENTIALS", "FLYTECTL_")
 
@@ -46,3 +51,59 @@ def fake_google(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
         for name, value in google.env.items():
             monkeypatch.setenv(name, value)
         yield google
+
+
+@pytest.fixture
+def admin() -> Iterator[FakeFlyteAdmin]:
+    """A FakeFlyteAdmin serving HTTP and gRPC on ephemeral ports."""
+    from flyte_iap.testing import FakeFlyteAdmin
+
+    with FakeFlyteAdmin() as fake:
+        yield fake
+
+
+@pytest.fixture
+def make_proxy(fake_google: FakeGoogle, admin: FakeFlyteAdmin) -> Iterator[ProxyFactory]:
+    """Start an IapProxy in front of ``admin``; keyword arguments override its settings.
+
+    By default its audience is FakeGoogle's IAP client and its allow list holds FakeGoogle's user and the
+    metadata server's service account. Every proxy started is stopped after the test.
+    """
+    from flyte_iap.testing import IapProxy
+
+    started: list[IapProxy] = []
+
+    def make(**overrides: object) -> IapProxy:
+        settings: dict[str, object] = {
+            "certs_url": fake_google.certs_url,
+            "allowed": [fake_google.user_email, fake_google.metadata_service_account],
+            "http_upstream": admin.http_url,
+            "grpc_upstream": admin.grpc_target,
+        }
+        settings.update(overrides)
+        proxy = IapProxy(fake_google.IAP_CLIENT_ID, **settings).start()  # type: ignore[arg-type]
+        started.append(proxy)
+        return proxy
+
+    yield make
+    for proxy in started:
+        proxy.stop()
+
+
+@pytest.fixture
+def signed_in(fake_google: FakeGoogle) -> str:
+    """The user has run `flyte-iap login` for the IAP client once (scripted browser); returns their e-mail."""
+    import flyte_iap
+
+    def opener(url: str) -> bool:
+        threading.Thread(target=fake_google.browser, args=(url,), daemon=True).start()
+        return True
+
+    flyte_iap.login_user(
+        fake_google.IAP_CLIENT_ID,
+        client_id=fake_google.DESKTOP_CLIENT_ID,
+        client_secret=fake_google.DESKTOP_CLIENT_SECRET,
+        opener=opener,
+        notify=lambda message: None,
+    )
+    return fake_google.user_email

@@ -104,6 +104,19 @@ def test_delete_one_or_all_principals_returns_what_was_removed(tmp_path: Path) -
     assert list((tmp_path / "c").iterdir()) == []
 
 
+def test_discard_removes_an_unreadable_record_and_its_lock_that_delete_cannot_read(tmp_path: Path) -> None:
+    cache = TokenCache(tmp_path / "c")
+    with cache.lock("user", AUD, CLIENT):
+        cache.path("user", AUD, CLIENT).write_text("{not json")
+    assert cache.delete("user", AUD, CLIENT) == []
+    assert cache.path("user", AUD, CLIENT).exists()
+
+    cache.discard("user", AUD, CLIENT)
+    cache.discard("user", AUD, CLIENT)  # nothing left to remove is not an error
+
+    assert list((tmp_path / "c").iterdir()) == []
+
+
 def test_unwritable_directory_raises_cache_error_with_hint(tmp_path: Path) -> None:
     from flyte_iap.errors import CacheError
 

@@ -67,6 +67,18 @@ def test_metadata_host_follows_google_auth_variables(monkeypatch: pytest.MonkeyP
     assert endpoints.metadata_host() == "127.0.0.1:8080"
 
 
+def test_metadata_addresses_follow_google_auth_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("GCE_METADATA_HOST", raising=False)
+    monkeypatch.delenv("GCE_METADATA_ROOT", raising=False)
+    monkeypatch.delenv("GCE_METADATA_IP", raising=False)
+    assert endpoints.metadata_root() == "http://metadata.google.internal/computeMetadata/v1/"
+    assert endpoints.metadata_ip() == "169.254.169.254"
+    monkeypatch.setenv("GCE_METADATA_HOST", "127.0.0.1:8080")
+    monkeypatch.setenv("GCE_METADATA_IP", "127.0.0.1:8081")
+    assert endpoints.metadata_root() == "http://127.0.0.1:8080/computeMetadata/v1/"
+    assert endpoints.metadata_ip() == "127.0.0.1:8081"
+
+
 def test_no_other_core_module_spells_out_a_google_url() -> None:
     package = pathlib.Path(endpoints.__file__).parent
     offenders = []
@@ -74,6 +86,10 @@ def test_no_other_core_module_spells_out_a_google_url() -> None:
         if path.name == "endpoints.py" or "testing" in path.parts:
             continue
         for lineno, line in enumerate(path.read_text().splitlines(), 1):
-            if re.search(r"https://[a-z0-9.-]*(googleapis\.com|accounts\.google\.com)", line):
+            if re.search(
+                r"https?://[a-z0-9.-]*(googleapis\.com|google\.com|google\.internal)|169\.254\.169\.254"
+                r"|/computeMetadata/",
+                line,
+            ):
                 offenders.append(f"{path.name}:{lineno}")
     assert offenders == []

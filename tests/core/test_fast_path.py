@@ -12,12 +12,16 @@ from pathlib import Path
 
 import pytest
 
+import flyte_iap
 from flyte_iap import _entry
 from flyte_iap.cache import TokenCache
 
 AUD = "123-web.apps.googleusercontent.com"
 CLIENT = "456-desktop.apps.googleusercontent.com"
+SA = "ci@p.iam.gserviceaccount.com"
 HEAVY = ("click", "requests", "google", "keyring", "yaml", "urllib3", "cryptography")
+#: Standard-library modules that each cost the warm token command milliseconds, and that it does not need.
+SLOW_STDLIB = ("typing", "pathlib", "base64", "importlib", "dataclasses", "inspect", "urllib", "logging")
 
 
 def make_token(lifetime: int = 3600, aud: str = AUD) -> str:
@@ -46,6 +50,34 @@ def test_cached_token_printed_without_heavy_imports(isolated_env: Path) -> None:
     )
     assert out.stdout == token + "\n"
     assert "HEAVY=\n" in out.stderr
+
+
+@pytest.mark.parametrize(
+    ("kind", "principal", "args"),
+    [
+        ("user", CLIENT, ["token", "--audience", AUD]),
+        ("sa", SA, ["sa-token", "--audience", AUD, "--impersonate-service-account", SA]),
+    ],
+)
+def test_cached_token_imports_no_slow_standard_library_module(
+    isolated_env: Path, kind: str, principal: str, args: list[str]
+) -> None:
+    token = make_token()
+    TokenCache(isolated_env).write(kind, AUD, principal, {"id_token": token})
+    # -S: without site, nothing is imported before the command but what it imports itself (a
+    # development install's .pth finder imports pathlib and re, say).
+    probe = (
+        f"import sys; sys.path.insert(0, {str(Path(flyte_iap.__file__).parent.parent)!r})\n"
+        f"before = set(sys.modules); sys.argv = ['flyte-iap', *{args!r}]\n"
+        "from flyte_iap._entry import main; main()\n"
+        "new = {m.split('.')[0] for m in set(sys.modules) - before}\n"
+        f"print('SLOW=' + ','.join(sorted(new & set({SLOW_STDLIB!r}))), file=sys.stderr)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-S", "-c", probe], capture_output=True, text=True, env=os.environ, check=True
+    )
+    assert out.stdout == token + "\n"
+    assert "SLOW=\n" in out.stderr
 
 
 @pytest.mark.parametrize(

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 
 import pytest
 
 from flyte_iap.errors import InvalidTokenError
-from flyte_iap.idtoken import check_id_token, decode_claims, seconds_left
+from flyte_iap.idtoken import check_id_token, decode_claims, seconds_left, usable_id_token
 
 AUD = "123-web.apps.googleusercontent.com"
 NOW = 1_800_000_000
@@ -60,3 +61,15 @@ def test_seconds_left_is_negative_infinity_without_exp() -> None:
     assert seconds_left({}, now=NOW) == float("-inf")
     assert seconds_left({"exp": True}, now=NOW) == float("-inf")
     assert seconds_left({"exp": NOW + 10}, now=NOW) == 10
+
+
+def test_usable_id_token_is_the_token_only_when_it_may_be_served_as_it_is() -> None:
+    fresh = make_token(exp=int(time.time()) + 3600)
+    expiring = make_token(exp=int(time.time()) + 100)
+
+    assert usable_id_token(fresh, AUD, min_valid=300) == fresh
+    assert usable_id_token(fresh, AUD, min_valid=300, rejected=fresh) is None  # IAP just refused it
+    assert usable_id_token(expiring, AUD, min_valid=300) is None
+    assert usable_id_token(fresh, "another-audience") is None
+    for value in (None, "", 42, "not-a-jwt"):
+        assert usable_id_token(value, AUD) is None

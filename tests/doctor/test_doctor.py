@@ -6,14 +6,13 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable
 
 import pytest
+from helpers import ProxyFactory
 
 from flyte_iap.doctor import CHECKS, Check, Report, run_checks
-from flyte_iap.testing import FakeFlyteAdmin, FakeGoogle, IapProxy
+from flyte_iap.testing import FakeFlyteAdmin, FakeGoogle
 
-ProxyFactory = Callable[..., IapProxy]
 AUD = FakeGoogle.IAP_CLIENT_ID
 
 

@@ -1,21 +1,20 @@
 """Fixtures for driving real flytekit through IapProxy in front of FakeFlyteAdmin.
 
-Every test here gets FakeGoogle (``fake_google``, its environment applied), a FakeFlyteAdmin, an IapProxy
-whose audience is FakeGoogle's IAP client and whose allow list holds the signed-in user and the metadata
-server's service account, and a PATH on which flytekit finds this environment's ``flyte-iap``.
+Every test here can have FakeGoogle (``fake_google``, its environment applied), a FakeFlyteAdmin
+(``admin``), the IapProxy of tests/conftest.py's ``make_proxy`` in front of it (``iap``), and a PATH on
+which flytekit finds this environment's ``flyte-iap``.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from helpers import ProxyFactory
 
-import flyte_iap
 from flyte_iap.client_config import ClientConfig, render
 from flyte_iap.testing import FakeFlyteAdmin, FakeGoogle, IapProxy
 
@@ -29,40 +28,11 @@ def flyte_iap_on_path(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def admin() -> Iterator[FakeFlyteAdmin]:
-    with FakeFlyteAdmin() as fake:
-        yield fake
-
-
-@pytest.fixture
-def iap(fake_google: FakeGoogle, admin: FakeFlyteAdmin) -> Iterator[IapProxy]:
-    with IapProxy(
-        fake_google.IAP_CLIENT_ID,
-        certs_url=fake_google.certs_url,
-        allowed=[fake_google.user_email, fake_google.metadata_service_account],
-        http_upstream=admin.http_url,
-        grpc_upstream=admin.grpc_target,
-    ) as proxy:
-        admin.public_url = proxy.url
-        yield proxy
-
-
-@pytest.fixture
-def signed_in(fake_google: FakeGoogle) -> str:
-    """The user has run `flyte-iap login` once (scripted browser); returns their e-mail."""
-
-    def opener(url: str) -> bool:
-        threading.Thread(target=fake_google.browser, args=(url,), daemon=True).start()
-        return True
-
-    flyte_iap.login_user(
-        fake_google.IAP_CLIENT_ID,
-        client_id=fake_google.DESKTOP_CLIENT_ID,
-        client_secret=fake_google.DESKTOP_CLIENT_SECRET,
-        opener=opener,
-        notify=lambda message: None,
-    )
-    return fake_google.user_email
+def iap(make_proxy: ProxyFactory, admin: FakeFlyteAdmin) -> IapProxy:
+    """IAP in front of ``admin``, whose links (``public_url``) point at IAP, as behind a load balancer."""
+    proxy = make_proxy()
+    admin.public_url = proxy.url
+    return proxy
 
 
 @pytest.fixture

@@ -13,14 +13,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers.sa import CI_SA, JWT_SUBJECT_TOKEN, POOL_PROVIDER, Runner, write_json
 
 from flyte_iap.testing import FakeGoogle
-
-# pytest's importlib mode does not put this folder on sys.path; the test files import sa_helpers by name.
-if str(Path(__file__).parent) not in sys.path:
-    sys.path.insert(0, str(Path(__file__).parent))
-
-from sa_helpers import CI_SA, JWT_SUBJECT_TOKEN, POOL_PROVIDER, Runner, write_json
 
 
 @pytest.fixture
@@ -117,3 +112,13 @@ def wif_file(fake_google: FakeGoogle, tmp_path: Path) -> Path:
             "service_account_impersonation_url": fake_google.generate_access_token_url(CI_SA),
         },
     )
+
+
+@pytest.fixture
+def sa_token(run_sa: Runner, aud: str) -> Runner:
+    """Run ``flyte-iap sa-token --audience AUD ARGS`` as a process; like ``run_sa`` otherwise."""
+
+    def run(*args: str, timeout: float = 60, **env: str | None) -> subprocess.CompletedProcess[str]:
+        return run_sa("sa-token", "--audience", aud, *args, timeout=timeout, **env)
+
+    return run

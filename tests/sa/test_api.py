@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from google.auth.compute_engine import _metadata
-from sa_helpers import CI_SA, DEPLOYER_SA, claims, write_json
+from helpers.sa import CI_SA, DEPLOYER_SA, claims, write_json
 
 import flyte_iap
 from flyte_iap import service_account

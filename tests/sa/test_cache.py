@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from sa_helpers import CI_SA, DEPLOYER_SA, Runner, claims, stdout_token
+from helpers.sa import CI_SA, DEPLOYER_SA, Runner, claims, stdout_token
 
 from flyte_iap.cache import TokenCache
 from flyte_iap.testing import FakeGoogle
@@ -19,11 +19,11 @@ IDENTITY = "/computeMetadata/v1/instance/service-accounts/default/identity"
 HEAVY = ("google", "requests", "urllib3", "click", "yaml", "keyring", "cryptography")
 
 
-def test_warm_cache_answers_without_any_request(fake_google: FakeGoogle, run_sa: Runner, aud: str) -> None:
-    first = stdout_token(run_sa("sa-token", "--audience", aud))
+def test_warm_cache_answers_without_any_request(fake_google: FakeGoogle, sa_token: Runner) -> None:
+    first = stdout_token(sa_token())
     fake_google.clear_requests()
 
-    second = stdout_token(run_sa("sa-token", "--audience", aud))
+    second = stdout_token(sa_token())
 
     assert second == first
     assert fake_google.requests == []
@@ -67,40 +67,40 @@ def test_warm_cache_is_answered_without_importing_google_auth(
 
 
 def test_token_is_refreshed_when_less_than_min_valid_is_left(
-    fake_google: FakeGoogle, run_sa: Runner, aud: str
+    fake_google: FakeGoogle, sa_token: Runner
 ) -> None:
     fake_google.token_lifetime = 200
-    short = stdout_token(run_sa("sa-token", "--audience", aud, "--min-valid", "100"))
+    short = stdout_token(sa_token("--min-valid", "100"))
     fake_google.token_lifetime = 3600
     fake_google.clear_requests()
 
-    still_good = stdout_token(run_sa("sa-token", "--audience", aud, "--min-valid", "100"))
+    still_good = stdout_token(sa_token("--min-valid", "100"))
     assert still_good == short
     assert fake_google.requests == []
 
-    fresh = stdout_token(run_sa("sa-token", "--audience", aud))  # default --min-valid 300
+    fresh = stdout_token(sa_token())  # default --min-valid 300
     assert fresh != short
     assert claims(fresh)["exp"] - claims(short)["exp"] > 3000
     assert len(fake_google.requests_to(IDENTITY)) == 1
     fake_google.clear_requests()
-    assert stdout_token(run_sa("sa-token", "--audience", aud)) == fresh
+    assert stdout_token(sa_token()) == fresh
     assert fake_google.requests == []
 
 
-def test_min_valid_can_come_from_the_environment(fake_google: FakeGoogle, run_sa: Runner, aud: str) -> None:
+def test_min_valid_can_come_from_the_environment(fake_google: FakeGoogle, sa_token: Runner) -> None:
     fake_google.token_lifetime = 200
-    short = stdout_token(run_sa("sa-token", "--audience", aud, FLYTE_IAP_MIN_VALID="100"))
+    short = stdout_token(sa_token(FLYTE_IAP_MIN_VALID="100"))
     fake_google.clear_requests()
 
-    assert stdout_token(run_sa("sa-token", "--audience", aud, FLYTE_IAP_MIN_VALID="100")) == short
+    assert stdout_token(sa_token(FLYTE_IAP_MIN_VALID="100")) == short
     assert fake_google.requests == []
 
 
-def test_expired_cached_token_is_replaced(fake_google: FakeGoogle, run_sa: Runner, aud: str) -> None:
+def test_expired_cached_token_is_replaced(fake_google: FakeGoogle, sa_token: Runner, aud: str) -> None:
     expired = fake_google.mint_id_token(aud, email=fake_google.metadata_service_account, expired=True)
     TokenCache().write("sa", aud, "metadata", {"id_token": expired})
 
-    token = stdout_token(run_sa("sa-token", "--audience", aud))
+    token = stdout_token(sa_token())
 
     assert token != expired
     assert TokenCache().read("sa", aud, "metadata")["id_token"] == token
@@ -127,26 +127,26 @@ def test_concurrent_cold_starts_make_one_request_and_print_the_same_token(
 
 
 def test_corrupt_cache_file_is_a_warning_and_a_miss(
-    fake_google: FakeGoogle, run_sa: Runner, aud: str, isolated_env: Path
+    fake_google: FakeGoogle, sa_token: Runner, aud: str, isolated_env: Path
 ) -> None:
     path = TokenCache().path("sa", aud, "metadata")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("{half a record")
 
-    result = run_sa("sa-token", "--audience", aud)
+    result = sa_token()
 
     assert result.returncode == 0
     assert result.stderr.startswith("warning: ignoring unreadable token cache file")
     assert claims(result.stdout.strip())["aud"] == aud
     fake_google.clear_requests()
-    assert stdout_token(run_sa("sa-token", "--audience", aud)) == result.stdout.strip()
+    assert stdout_token(sa_token()) == result.stdout.strip()
     assert fake_google.requests == []
 
 
 def test_cache_record_is_private_and_keyed_by_the_service_account(
-    fake_google: FakeGoogle, run_sa: Runner, aud: str, key_file: Path
+    fake_google: FakeGoogle, sa_token: Runner, aud: str, key_file: Path
 ) -> None:
-    token = stdout_token(run_sa("sa-token", "--audience", aud, "--key-file", str(key_file)))
+    token = stdout_token(sa_token("--key-file", str(key_file)))
 
     cache = TokenCache()
     record = cache.read("sa", aud, CI_SA)
@@ -168,37 +168,32 @@ def test_cache_record_is_private_and_keyed_by_the_service_account(
 
 
 def test_each_service_account_and_audience_has_its_own_entry(
-    fake_google: FakeGoogle, run_sa: Runner, aud: str, key_file: Path
+    fake_google: FakeGoogle, run_sa: Runner, sa_token: Runner, aud: str, key_file: Path
 ) -> None:
-    from_metadata = stdout_token(run_sa("sa-token", "--audience", aud))
-    from_key = stdout_token(run_sa("sa-token", "--audience", aud, "--key-file", str(key_file)))
+    from_metadata = stdout_token(sa_token())
+    from_key = stdout_token(sa_token("--key-file", str(key_file)))
     other_app = stdout_token(run_sa("sa-token", "--audience", "other-app", "--key-file", str(key_file)))
 
     assert claims(from_metadata)["email"] == fake_google.metadata_service_account
     assert claims(from_key)["email"] == CI_SA
     assert claims(other_app)["aud"] == "other-app"
     fake_google.clear_requests()
-    assert stdout_token(run_sa("sa-token", "--audience", aud)) == from_metadata
-    assert stdout_token(run_sa("sa-token", "--audience", aud, "--key-file", str(key_file))) == from_key
+    assert stdout_token(sa_token()) == from_metadata
+    assert stdout_token(sa_token("--key-file", str(key_file))) == from_key
     assert fake_google.requests == []
 
 
 @pytest.mark.parametrize("fast_path", ["1", "0"])
 def test_impersonated_token_is_served_from_cache_before_credentials_are_looked_at(
-    fake_google: FakeGoogle, run_sa: Runner, aud: str, user_adc: Path, fast_path: str
+    fake_google: FakeGoogle, sa_token: Runner, user_adc: Path, fast_path: str
 ) -> None:
     fake_google.allow_impersonation(fake_google.user_email, DEPLOYER_SA)
-    token = stdout_token(run_sa("sa-token", "--audience", aud, "--impersonate-service-account", DEPLOYER_SA))
+    token = stdout_token(sa_token("--impersonate-service-account", DEPLOYER_SA))
     user_adc.write_text("{broken")  # the slow path must not read it either while the cache is warm
     fake_google.clear_requests()
 
-    again = run_sa(
-        "sa-token",
-        "--audience",
-        aud,
-        "--impersonate-service-account",
-        DEPLOYER_SA,
-        FLYTE_IAP_NO_FAST_PATH="0" if fast_path == "1" else "1",
+    again = sa_token(
+        "--impersonate-service-account", DEPLOYER_SA, FLYTE_IAP_NO_FAST_PATH="0" if fast_path == "1" else "1"
     )
 
     assert stdout_token(again) == token
@@ -206,12 +201,12 @@ def test_impersonated_token_is_served_from_cache_before_credentials_are_looked_a
 
 
 def test_changing_the_key_file_to_another_account_mints_for_that_account(
-    fake_google: FakeGoogle, run_sa: Runner, aud: str, key_file: Path
+    fake_google: FakeGoogle, sa_token: Runner, key_file: Path
 ) -> None:
-    first = stdout_token(run_sa("sa-token", "--audience", aud, "--key-file", str(key_file)))
+    first = stdout_token(sa_token("--key-file", str(key_file)))
     key_file.write_text(json.dumps(fake_google.add_service_account(DEPLOYER_SA)))
 
-    second = stdout_token(run_sa("sa-token", "--audience", aud, "--key-file", str(key_file)))
+    second = stdout_token(sa_token("--key-file", str(key_file)))
 
     assert claims(first)["email"] == CI_SA
     assert claims(second)["email"] == DEPLOYER_SA

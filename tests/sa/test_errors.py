@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sa_helpers import (
+from helpers.sa import (
     CI_SA,
     DEPLOYER_SA,
     JWT_SUBJECT_TOKEN,
@@ -36,9 +36,9 @@ def silent_server() -> Iterator[str]:
 
 
 def test_no_credentials_lists_everything_that_was_tried(
-    run_sa: Runner, aud: str, no_metadata: None, adc_path: Path
+    sa_token: Runner, no_metadata: None, adc_path: Path
 ) -> None:
-    error, hint = error_lines(run_sa("sa-token", "--audience", aud))
+    error, hint = error_lines(sa_token())
 
     assert error.startswith("error: no Google credentials found")
     assert "--key-file: not given" in error
@@ -49,12 +49,10 @@ def test_no_credentials_lists_everything_that_was_tried(
 
 
 def test_metadata_probe_gives_up_within_seconds_when_nothing_answers(
-    run_sa: Runner, aud: str, silent_server: str
+    sa_token: Runner, silent_server: str
 ) -> None:
     started = time.monotonic()
-    result = run_sa(
-        "sa-token", "--audience", aud, GCE_METADATA_HOST=silent_server, GCE_METADATA_IP=silent_server
-    )
+    result = sa_token(GCE_METADATA_HOST=silent_server, GCE_METADATA_IP=silent_server)
     elapsed = time.monotonic() - started
 
     error, _ = error_lines(result)
@@ -63,26 +61,19 @@ def test_metadata_probe_gives_up_within_seconds_when_nothing_answers(
     assert elapsed < 7, elapsed
 
 
-def test_no_gce_check_skips_the_metadata_probe(run_sa: Runner, aud: str, silent_server: str) -> None:
-    result = run_sa(
-        "sa-token",
-        "--audience",
-        aud,
-        GCE_METADATA_HOST=silent_server,
-        GCE_METADATA_IP=silent_server,
-        NO_GCE_CHECK="true",
-    )
+def test_no_gce_check_skips_the_metadata_probe(sa_token: Runner, silent_server: str) -> None:
+    result = sa_token(GCE_METADATA_HOST=silent_server, GCE_METADATA_IP=silent_server, NO_GCE_CHECK="true")
 
     error, _ = error_lines(result)
     assert "metadata server: skipped (NO_GCE_CHECK=true)" in error
 
 
 def test_metadata_server_that_stops_answering_is_reported_after_bounded_retries(
-    fake_google: FakeGoogle, run_sa: Runner, aud: str
+    fake_google: FakeGoogle, sa_token: Runner
 ) -> None:
     fake_google.fail_next(10, status=503, path="/computeMetadata/v1/instance/")
 
-    error, _ = error_lines(run_sa("sa-token", "--audience", aud))
+    error, _ = error_lines(sa_token())
 
     assert "cannot reach the metadata server" in error
     assert "HTTP 503 (tried 3 times)" in error
@@ -90,19 +81,11 @@ def test_metadata_server_that_stops_answering_is_reported_after_bounded_retries(
 
 
 def test_permission_denied_names_the_role_and_the_principal(
-    fake_google: FakeGoogle, run_sa: Runner, aud: str, key_file: Path, no_metadata: None
+    fake_google: FakeGoogle, sa_token: Runner, key_file: Path, no_metadata: None
 ) -> None:
     fake_google.allow_impersonation("someone-else@fake-project.iam.gserviceaccount.com", DEPLOYER_SA)
 
-    result = run_sa(
-        "sa-token",
-        "--audience",
-        aud,
-        "--key-file",
-        str(key_file),
-        "--impersonate-service-account",
-        DEPLOYER_SA,
-    )
+    result = sa_token("--key-file", str(key_file), "--impersonate-service-account", DEPLOYER_SA)
 
     error, hint = error_lines(result)
     assert f"{CI_SA} may not create ID tokens for {DEPLOYER_SA}" in error
@@ -112,17 +95,12 @@ def test_permission_denied_names_the_role_and_the_principal(
 
 
 def test_permission_denied_for_a_federated_identity_names_the_pool_principal_set(
-    fake_google: FakeGoogle, run_sa: Runner, aud: str, wif_file: Path, no_metadata: None
+    fake_google: FakeGoogle, sa_token: Runner, wif_file: Path, no_metadata: None
 ) -> None:
     fake_google.allow_impersonation("someone-else@fake-project.iam.gserviceaccount.com", DEPLOYER_SA)
 
-    result = run_sa(
-        "sa-token",
-        "--audience",
-        aud,
-        "--impersonate-service-account",
-        DEPLOYER_SA,
-        GOOGLE_APPLICATION_CREDENTIALS=str(wif_file),
+    result = sa_token(
+        "--impersonate-service-account", DEPLOYER_SA, GOOGLE_APPLICATION_CREDENTIALS=str(wif_file)
     )
 
     error, hint = error_lines(result)
@@ -133,53 +111,49 @@ def test_permission_denied_for_a_federated_identity_names_the_pool_principal_set
 
 
 def test_user_credentials_without_impersonation_point_to_token_and_impersonation(
-    fake_google: FakeGoogle, run_sa: Runner, aud: str, user_adc: Path, no_metadata: None
+    fake_google: FakeGoogle, sa_token: Runner, user_adc: Path, no_metadata: None
 ) -> None:
-    error, hint = error_lines(run_sa("sa-token", "--audience", aud))
+    error, hint = error_lines(sa_token())
 
     assert "user credentials (authorized_user)" in error and str(user_adc) in error
     assert "flyte-iap token" in hint and "--impersonate-service-account" in hint
     assert fake_google.requests == []
 
 
+@pytest.mark.parametrize(
+    ("audience", "expired", "expected"),
+    [
+        (POOL_PROVIDER, True, ["invalid_grant", "expired"]),
+        ("https://example.com/not-the-pool", False, ["audience"]),
+    ],
+    ids=["expired", "another-audience"],
+)
 def test_sts_rejection_of_the_subject_token_is_reported(
-    fake_google: FakeGoogle, run_sa: Runner, aud: str, wif_file: Path, no_metadata: None
+    fake_google: FakeGoogle,
+    sa_token: Runner,
+    wif_file: Path,
+    no_metadata: None,
+    audience: str,
+    expired: bool,
+    expected: list[str],
 ) -> None:
     subject = Path(json.loads(wif_file.read_text())["credential_source"]["file"])
-    subject.write_text(fake_google.mint_subject_token(POOL_PROVIDER, expired=True))
+    subject.write_text(fake_google.mint_subject_token(audience, expired=expired))
 
-    error, hint = error_lines(
-        run_sa("sa-token", "--audience", aud, GOOGLE_APPLICATION_CREDENTIALS=str(wif_file))
-    )
+    error, hint = error_lines(sa_token(GOOGLE_APPLICATION_CREDENTIALS=str(wif_file)))
 
     assert "the Security Token Service rejected the subject token" in error
-    assert "invalid_grant" in error and "expired" in error
+    assert all(word in error for word in expected), error
     assert POOL_PROVIDER in hint and "attribute condition" in hint
     assert fake_google.requests_to("/v1/projects/") == []
 
 
-def test_sts_rejects_a_subject_token_for_another_audience(
-    fake_google: FakeGoogle, run_sa: Runner, aud: str, wif_file: Path, no_metadata: None
-) -> None:
-    subject = Path(json.loads(wif_file.read_text())["credential_source"]["file"])
-    subject.write_text(fake_google.mint_subject_token("https://example.com/not-the-pool"))
-
-    error, _ = error_lines(
-        run_sa("sa-token", "--audience", aud, GOOGLE_APPLICATION_CREDENTIALS=str(wif_file))
-    )
-
-    assert "the Security Token Service rejected the subject token" in error
-    assert "audience" in error
-
-
 def test_missing_subject_token_is_not_reported_as_an_sts_rejection(
-    fake_google: FakeGoogle, run_sa: Runner, aud: str, wif_file: Path, no_metadata: None
+    fake_google: FakeGoogle, sa_token: Runner, wif_file: Path, no_metadata: None
 ) -> None:
     Path(json.loads(wif_file.read_text())["credential_source"]["file"]).unlink()
 
-    error, hint = error_lines(
-        run_sa("sa-token", "--audience", aud, GOOGLE_APPLICATION_CREDENTIALS=str(wif_file))
-    )
+    error, hint = error_lines(sa_token(GOOGLE_APPLICATION_CREDENTIALS=str(wif_file)))
 
     assert "cannot read the subject token" in error
     assert "id-token: write" in hint
@@ -187,15 +161,13 @@ def test_missing_subject_token_is_not_reported_as_an_sts_rejection(
 
 
 def test_federated_identity_without_a_service_account_needs_impersonation(
-    fake_google: FakeGoogle, run_sa: Runner, aud: str, wif_file: Path, no_metadata: None, tmp_path: Path
+    fake_google: FakeGoogle, sa_token: Runner, wif_file: Path, no_metadata: None, tmp_path: Path
 ) -> None:
     info = json.loads(wif_file.read_text())
     del info["service_account_impersonation_url"]
     direct = write_json(tmp_path / "direct.json", info)
 
-    error, hint = error_lines(
-        run_sa("sa-token", "--audience", aud, GOOGLE_APPLICATION_CREDENTIALS=str(direct))
-    )
+    error, hint = error_lines(sa_token(GOOGLE_APPLICATION_CREDENTIALS=str(direct)))
 
     assert "names no service account" in error
     assert "--impersonate-service-account" in hint
@@ -211,13 +183,7 @@ def test_federated_identity_without_a_service_account_needs_impersonation(
     ],
 )
 def test_malformed_key_file_is_reported_without_its_content(
-    fake_google: FakeGoogle,
-    run_sa: Runner,
-    aud: str,
-    key_file: Path,
-    no_metadata: None,
-    content: str,
-    expected: str,
+    fake_google: FakeGoogle, sa_token: Runner, key_file: Path, no_metadata: None, content: str, expected: str
 ) -> None:
     key = json.loads(key_file.read_text())
     if content == "missing-private-key":
@@ -231,7 +197,7 @@ def test_malformed_key_file_is_reported_without_its_content(
     else:
         key_file.write_text(content)
 
-    error, hint = error_lines(run_sa("sa-token", "--audience", aud, "--key-file", str(key_file)))
+    error, hint = error_lines(sa_token("--key-file", str(key_file)))
 
     assert f"--key-file {key_file}: {expected}" in error
     assert "PRIVATE KEY" not in error and "c2VjcmV0" not in error
@@ -240,21 +206,19 @@ def test_malformed_key_file_is_reported_without_its_content(
 
 
 def test_key_file_of_another_type_is_refused(
-    fake_google: FakeGoogle, run_sa: Runner, aud: str, user_adc: Path, no_metadata: None
+    fake_google: FakeGoogle, sa_token: Runner, user_adc: Path, no_metadata: None
 ) -> None:
-    error, _ = error_lines(run_sa("sa-token", "--audience", aud, "--key-file", str(user_adc)))
+    error, _ = error_lines(sa_token("--key-file", str(user_adc)))
 
     assert "expected a service-account key" in error and "'authorized_user'" in error
 
 
 def test_google_application_credentials_naming_a_missing_file_is_an_error_not_a_fallback(
-    fake_google: FakeGoogle, run_sa: Runner, aud: str, tmp_path: Path
+    fake_google: FakeGoogle, sa_token: Runner, tmp_path: Path
 ) -> None:
     missing = tmp_path / "nope.json"
 
-    error, hint = error_lines(
-        run_sa("sa-token", "--audience", aud, GOOGLE_APPLICATION_CREDENTIALS=str(missing))
-    )
+    error, hint = error_lines(sa_token(GOOGLE_APPLICATION_CREDENTIALS=str(missing)))
 
     assert f"GOOGLE_APPLICATION_CREDENTIALS ({missing}): file not found" in error
     assert "GOOGLE_APPLICATION_CREDENTIALS" in hint
@@ -262,7 +226,7 @@ def test_google_application_credentials_naming_a_missing_file_is_an_error_not_a_
 
 
 def test_deleted_key_is_reported_as_rejected_by_the_token_endpoint(
-    fake_google: FakeGoogle, run_sa: Runner, aud: str, key_file: Path, no_metadata: None
+    fake_google: FakeGoogle, sa_token: Runner, key_file: Path, no_metadata: None
 ) -> None:
     key = json.loads(key_file.read_text())
     key.update(
@@ -274,7 +238,7 @@ def test_deleted_key_is_reported_as_rejected_by_the_token_endpoint(
     )
     key_file.write_text(json.dumps(key))
 
-    error, hint = error_lines(run_sa("sa-token", "--audience", aud, "--key-file", str(key_file)))
+    error, hint = error_lines(sa_token("--key-file", str(key_file)))
 
     assert f"Google's token endpoint rejected the key of {CI_SA}" in error
     assert "invalid_grant" in error
@@ -282,12 +246,9 @@ def test_deleted_key_is_reported_as_rejected_by_the_token_endpoint(
 
 
 def test_unknown_service_account_is_reported(
-    fake_google: FakeGoogle, run_sa: Runner, aud: str, key_file: Path, no_metadata: None
+    fake_google: FakeGoogle, sa_token: Runner, key_file: Path, no_metadata: None
 ) -> None:
-    result = run_sa(
-        "sa-token",
-        "--audience",
-        aud,
+    result = sa_token(
         "--key-file",
         str(key_file),
         "--impersonate-service-account",
@@ -298,47 +259,36 @@ def test_unknown_service_account_is_reported(
     assert "service account nobody@fake-project.iam.gserviceaccount.com does not exist" in error
 
 
-def test_token_endpoint_5xx_is_retried(
-    fake_google: FakeGoogle, run_sa: Runner, aud: str, key_file: Path, no_metadata: None
-) -> None:
-    fake_google.fail_next(2, status=503, path="/token")
-
-    token = stdout_token(run_sa("sa-token", "--audience", aud, "--key-file", str(key_file)))
-
-    assert claims(token)["email"] == CI_SA
-    assert [r.status for r in fake_google.requests_to("/token")] == [503, 503, 200]
-
-
-def test_iamcredentials_5xx_is_retried(
-    fake_google: FakeGoogle, run_sa: Runner, aud: str, key_file: Path, no_metadata: None
+@pytest.mark.parametrize(
+    ("impersonate", "path", "status"),
+    [(None, "/token", 503), (DEPLOYER_SA, "/v1/projects/-/serviceAccounts/", 500)],
+    ids=["token-endpoint", "iamcredentials"],
+)
+def test_google_5xx_is_retried(
+    fake_google: FakeGoogle,
+    sa_token: Runner,
+    key_file: Path,
+    no_metadata: None,
+    impersonate: str | None,
+    path: str,
+    status: int,
 ) -> None:
     fake_google.allow_impersonation(CI_SA, DEPLOYER_SA)
-    fake_google.fail_next(2, status=500, path="/v1/projects/-/serviceAccounts/")
+    fake_google.fail_next(2, status=status, path=path)
 
-    token = stdout_token(
-        run_sa(
-            "sa-token",
-            "--audience",
-            aud,
-            "--key-file",
-            str(key_file),
-            "--impersonate-service-account",
-            DEPLOYER_SA,
-        )
-    )
+    impersonation = ["--impersonate-service-account", impersonate] if impersonate else []
+    token = stdout_token(sa_token("--key-file", str(key_file), *impersonation))
 
-    assert claims(token)["email"] == DEPLOYER_SA
-    assert [r.status for r in fake_google.requests_to("/v1/projects/-/serviceAccounts/")] == [500, 500, 200]
+    assert claims(token)["email"] == (impersonate or CI_SA)
+    assert [r.status for r in fake_google.requests_to(path)] == [status, status, 200]
 
 
 def test_sts_5xx_is_retried_and_then_reported_as_unreachable_not_as_a_rejection(
-    fake_google: FakeGoogle, run_sa: Runner, aud: str, wif_file: Path, no_metadata: None
+    fake_google: FakeGoogle, sa_token: Runner, wif_file: Path, no_metadata: None
 ) -> None:
     fake_google.fail_next(5, status=502, path="/v1/token")
 
-    error, _ = error_lines(
-        run_sa("sa-token", "--audience", aud, GOOGLE_APPLICATION_CREDENTIALS=str(wif_file))
-    )
+    error, _ = error_lines(sa_token(GOOGLE_APPLICATION_CREDENTIALS=str(wif_file)))
 
     assert "cannot reach" in error and "HTTP 502 (tried 3 times)" in error
     assert "rejected" not in error
@@ -346,28 +296,21 @@ def test_sts_5xx_is_retried_and_then_reported_as_unreachable_not_as_a_rejection(
 
 
 def test_persistent_token_endpoint_failure_stops_after_three_attempts(
-    fake_google: FakeGoogle, run_sa: Runner, aud: str, key_file: Path, no_metadata: None
+    fake_google: FakeGoogle, sa_token: Runner, key_file: Path, no_metadata: None
 ) -> None:
     fake_google.fail_next(10, status=500, path="/token")
 
-    error, _ = error_lines(run_sa("sa-token", "--audience", aud, "--key-file", str(key_file)))
+    error, _ = error_lines(sa_token("--key-file", str(key_file)))
 
     assert "cannot reach Google's token endpoint" in error and "HTTP 500 (tried 3 times)" in error
     assert len(fake_google.requests_to("/token")) == 3
 
 
-def test_connection_refused_by_iamcredentials_is_reported(
-    fake_google: FakeGoogle, run_sa: Runner, aud: str
-) -> None:
+def test_connection_refused_by_iamcredentials_is_reported(fake_google: FakeGoogle, sa_token: Runner) -> None:
     fake_google.allow_impersonation(fake_google.metadata_service_account, DEPLOYER_SA)
 
-    result = run_sa(
-        "sa-token",
-        "--audience",
-        aud,
-        "--impersonate-service-account",
-        DEPLOYER_SA,
-        FLYTE_IAP_IAMCREDENTIALS_URI="http://127.0.0.1:9",
+    result = sa_token(
+        "--impersonate-service-account", DEPLOYER_SA, FLYTE_IAP_IAMCREDENTIALS_URI="http://127.0.0.1:9"
     )
 
     error, _ = error_lines(result)
@@ -376,43 +319,33 @@ def test_connection_refused_by_iamcredentials_is_reported(
 
 
 def test_answer_without_a_token_is_an_error_not_output(
-    fake_google: FakeGoogle, run_sa: Runner, aud: str, key_file: Path, no_metadata: None
+    fake_google: FakeGoogle, sa_token: Runner, key_file: Path, no_metadata: None
 ) -> None:
     fake_google.allow_impersonation(CI_SA, DEPLOYER_SA)
     fake_google.malformed_next(path="/v1/projects/-/serviceAccounts/")
 
-    result = run_sa(
-        "sa-token",
-        "--audience",
-        aud,
-        "--key-file",
-        str(key_file),
-        "--impersonate-service-account",
-        DEPLOYER_SA,
-    )
+    result = sa_token("--key-file", str(key_file), "--impersonate-service-account", DEPLOYER_SA)
 
     error, _ = error_lines(result)
     assert "answered HTTP 200 without a token" in error
 
 
 def test_cached_token_for_another_audience_is_never_printed(
-    fake_google: FakeGoogle, run_sa: Runner, aud: str, no_metadata: None
+    fake_google: FakeGoogle, sa_token: Runner, aud: str, no_metadata: None
 ) -> None:
     from flyte_iap.cache import TokenCache
 
     foreign = fake_google.mint_id_token("another-app", email=CI_SA)
     TokenCache().write("sa", aud, "metadata", {"id_token": foreign})
 
-    error, _ = error_lines(run_sa("sa-token", "--audience", aud, NO_GCE_CHECK="true"))
+    error, _ = error_lines(sa_token(NO_GCE_CHECK="true"))
 
     assert "no Google credentials found" in error
 
 
 @pytest.mark.parametrize("value", ["", "not an email", "projects/-/serviceAccounts/x@y"])
-def test_bad_impersonation_target_is_a_usage_error(run_sa: Runner, aud: str, value: str) -> None:
-    result = run_sa(
-        "sa-token", "--audience", aud, "--impersonate-service-account", value, NO_GCE_CHECK="true"
-    )
+def test_bad_impersonation_target_is_a_usage_error(sa_token: Runner, value: str) -> None:
+    result = sa_token("--impersonate-service-account", value, NO_GCE_CHECK="true")
 
     if value == "":
         # an empty option value means "not given", like an unset environment variable
@@ -423,16 +356,14 @@ def test_bad_impersonation_target_is_a_usage_error(run_sa: Runner, aud: str, val
 
 
 def test_subject_token_type_unknown_to_sts_is_a_rejection(
-    fake_google: FakeGoogle, run_sa: Runner, aud: str, wif_file: Path, no_metadata: None
+    fake_google: FakeGoogle, sa_token: Runner, wif_file: Path, no_metadata: None
 ) -> None:
     info = json.loads(wif_file.read_text())
     info["subject_token_type"] = "urn:ietf:params:oauth:token-type:saml2"
     assert info["subject_token_type"] != JWT_SUBJECT_TOKEN
     write_json(wif_file, info)
 
-    error, _ = error_lines(
-        run_sa("sa-token", "--audience", aud, GOOGLE_APPLICATION_CREDENTIALS=str(wif_file))
-    )
+    error, _ = error_lines(sa_token(GOOGLE_APPLICATION_CREDENTIALS=str(wif_file)))
 
     assert "the Security Token Service rejected the subject token" in error
     assert "invalid_request" in error

@@ -16,7 +16,7 @@ import kubernetes_validate
 import pytest
 import yaml
 from flytekit.configuration import Config, PlatformConfig
-from sa_helpers import CI_SA, JWT_SUBJECT_TOKEN, POOL_PROVIDER
+from helpers.sa import CI_SA, JWT_SUBJECT_TOKEN, POOL_PROVIDER
 
 from flyte_iap.testing import FakeFlyteAdmin, FakeGoogle, IapProxy
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import google.auth.transport.requests
 import pytest
 from google.oauth2 import id_token as google_id_token
-from sa_helpers import (
+from helpers.sa import (
     CI_SA,
     DEPLOYER_SA,
     JWT_SUBJECT_TOKEN,
@@ -23,9 +23,9 @@ from flyte_iap.testing import FakeGoogle
 
 
 def test_metadata_server_token_is_printed_and_verifies_against_googles_certs(
-    fake_google: FakeGoogle, run_sa: Runner, aud: str
+    fake_google: FakeGoogle, sa_token: Runner, aud: str
 ) -> None:
-    token = stdout_token(run_sa("sa-token", "--audience", aud))
+    token = stdout_token(sa_token())
 
     verified = google_id_token.verify_token(
         token, google.auth.transport.requests.Request(), audience=aud, certs_url=fake_google.certs_url
@@ -38,9 +38,9 @@ def test_metadata_server_token_is_printed_and_verifies_against_googles_certs(
 
 
 def test_key_file_is_exchanged_with_a_jwt_bearer_assertion_for_the_audience(
-    fake_google: FakeGoogle, run_sa: Runner, aud: str, key_file: Path, no_metadata: None
+    fake_google: FakeGoogle, sa_token: Runner, aud: str, key_file: Path, no_metadata: None
 ) -> None:
-    token = stdout_token(run_sa("sa-token", "--audience", aud, "--key-file", str(key_file)))
+    token = stdout_token(sa_token("--key-file", str(key_file)))
 
     assert claims(token)["email"] == CI_SA
     (grant,) = fake_google.requests_to("/token")
@@ -50,40 +50,31 @@ def test_key_file_is_exchanged_with_a_jwt_bearer_assertion_for_the_audience(
 
 
 def test_key_file_wins_over_application_default_credentials_and_metadata(
-    fake_google: FakeGoogle, run_sa: Runner, aud: str, key_file: Path, user_adc: Path, tmp_path: Path
+    fake_google: FakeGoogle, sa_token: Runner, key_file: Path, user_adc: Path, tmp_path: Path
 ) -> None:
     other = write_json(tmp_path / "other.json", fake_google.add_service_account(DEPLOYER_SA))
 
-    token = stdout_token(
-        run_sa(
-            "sa-token",
-            "--audience",
-            aud,
-            "--key-file",
-            str(key_file),
-            GOOGLE_APPLICATION_CREDENTIALS=str(other),
-        )
-    )
+    token = stdout_token(sa_token("--key-file", str(key_file), GOOGLE_APPLICATION_CREDENTIALS=str(other)))
 
     assert claims(token)["email"] == CI_SA
     assert fake_google.requests_to("/computeMetadata") == []
 
 
 def test_google_application_credentials_key_is_used_before_gcloud_adc(
-    fake_google: FakeGoogle, run_sa: Runner, aud: str, key_file: Path, user_adc: Path
+    fake_google: FakeGoogle, sa_token: Runner, key_file: Path, user_adc: Path
 ) -> None:
-    token = stdout_token(run_sa("sa-token", "--audience", aud, GOOGLE_APPLICATION_CREDENTIALS=str(key_file)))
+    token = stdout_token(sa_token(GOOGLE_APPLICATION_CREDENTIALS=str(key_file)))
 
     assert claims(token)["email"] == CI_SA
     assert fake_google.requests_to("/computeMetadata") == []
 
 
 def test_gcloud_adc_user_login_impersonates_the_service_account(
-    fake_google: FakeGoogle, run_sa: Runner, aud: str, user_adc: Path, no_metadata: None
+    fake_google: FakeGoogle, sa_token: Runner, aud: str, user_adc: Path, no_metadata: None
 ) -> None:
     fake_google.allow_impersonation(fake_google.user_email, DEPLOYER_SA)
 
-    token = stdout_token(run_sa("sa-token", "--audience", aud, "--impersonate-service-account", DEPLOYER_SA))
+    token = stdout_token(sa_token("--impersonate-service-account", DEPLOYER_SA))
 
     assert claims(token)["email"] == DEPLOYER_SA
     (refresh,) = fake_google.requests_to("/token")
@@ -95,9 +86,9 @@ def test_gcloud_adc_user_login_impersonates_the_service_account(
 
 
 def test_external_account_file_exchanges_the_subject_token_at_sts_then_calls_generate_idstdout_token(
-    fake_google: FakeGoogle, run_sa: Runner, aud: str, wif_file: Path, no_metadata: None
+    fake_google: FakeGoogle, sa_token: Runner, wif_file: Path, no_metadata: None
 ) -> None:
-    token = stdout_token(run_sa("sa-token", "--audience", aud, GOOGLE_APPLICATION_CREDENTIALS=str(wif_file)))
+    token = stdout_token(sa_token(GOOGLE_APPLICATION_CREDENTIALS=str(wif_file)))
 
     assert claims(token)["email"] == CI_SA
     (exchange,) = fake_google.requests_to("/v1/token")
@@ -113,19 +104,12 @@ def test_external_account_file_exchanges_the_subject_token_at_sts_then_calls_gen
 
 
 def test_external_account_with_impersonation_chains_through_the_files_service_account(
-    fake_google: FakeGoogle, run_sa: Runner, aud: str, wif_file: Path, no_metadata: None
+    fake_google: FakeGoogle, sa_token: Runner, wif_file: Path, no_metadata: None
 ) -> None:
     fake_google.allow_impersonation(CI_SA, DEPLOYER_SA)
 
     token = stdout_token(
-        run_sa(
-            "sa-token",
-            "--audience",
-            aud,
-            "--impersonate-service-account",
-            DEPLOYER_SA,
-            GOOGLE_APPLICATION_CREDENTIALS=str(wif_file),
-        )
+        sa_token("--impersonate-service-account", DEPLOYER_SA, GOOGLE_APPLICATION_CREDENTIALS=str(wif_file))
     )
 
     assert claims(token)["email"] == DEPLOYER_SA
@@ -135,7 +119,7 @@ def test_external_account_with_impersonation_chains_through_the_files_service_ac
 
 
 def test_impersonated_service_account_adc_file_mints_for_its_target(
-    fake_google: FakeGoogle, run_sa: Runner, aud: str, user_adc: Path, adc_path: Path, no_metadata: None
+    fake_google: FakeGoogle, sa_token: Runner, user_adc: Path, adc_path: Path, no_metadata: None
 ) -> None:
     # `gcloud auth application-default login --impersonate-service-account DEPLOYER_SA`
     user = json.loads(user_adc.read_text())
@@ -150,7 +134,7 @@ def test_impersonated_service_account_adc_file_mints_for_its_target(
     )
     fake_google.allow_impersonation(fake_google.user_email, DEPLOYER_SA)
 
-    token = stdout_token(run_sa("sa-token", "--audience", aud))
+    token = stdout_token(sa_token())
 
     assert claims(token)["email"] == DEPLOYER_SA
     (call,) = fake_google.requests_to("/v1/projects/-/serviceAccounts/")
@@ -159,11 +143,11 @@ def test_impersonated_service_account_adc_file_mints_for_its_target(
 
 
 def test_metadata_server_credentials_can_impersonate_another_service_account(
-    fake_google: FakeGoogle, run_sa: Runner, aud: str
+    fake_google: FakeGoogle, sa_token: Runner
 ) -> None:
     fake_google.allow_impersonation(fake_google.metadata_service_account, DEPLOYER_SA)
 
-    token = stdout_token(run_sa("sa-token", "--audience", aud, "--impersonate-service-account", DEPLOYER_SA))
+    token = stdout_token(sa_token("--impersonate-service-account", DEPLOYER_SA))
 
     assert claims(token)["email"] == DEPLOYER_SA
     (scoped,) = fake_google.requests_to("/computeMetadata/v1/instance/service-accounts/default/token")
@@ -172,21 +156,11 @@ def test_metadata_server_credentials_can_impersonate_another_service_account(
 
 
 def test_key_file_can_impersonate_with_a_cloud_platform_accessstdout_token(
-    fake_google: FakeGoogle, run_sa: Runner, aud: str, key_file: Path, no_metadata: None
+    fake_google: FakeGoogle, sa_token: Runner, key_file: Path, no_metadata: None
 ) -> None:
     fake_google.allow_impersonation(CI_SA, DEPLOYER_SA)
 
-    token = stdout_token(
-        run_sa(
-            "sa-token",
-            "--audience",
-            aud,
-            "--key-file",
-            str(key_file),
-            "--impersonate-service-account",
-            DEPLOYER_SA,
-        )
-    )
+    token = stdout_token(sa_token("--key-file", str(key_file), "--impersonate-service-account", DEPLOYER_SA))
 
     assert claims(token)["email"] == DEPLOYER_SA
     (grant,) = fake_google.requests_to("/token")

@@ -1,10 +1,13 @@
-"""Helpers for the FakeGoogle tests: a client's loopback redirect server and PKCE parameters."""
+"""Fixtures for the fakes' tests: a client's loopback redirect server, PKCE parameters, `serve` processes."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
 import secrets
+import shlex
+import subprocess
+import sys
 import threading
 import urllib.parse
 from collections.abc import Callable, Iterator
@@ -14,8 +17,10 @@ from typing import Any
 
 import pytest
 from google.auth.compute_engine import _metadata
+from helpers import Served, ServeFactory
 
 from flyte_iap.testing import FakeGoogle
+from flyte_iap.testing.__main__ import READY_LINE
 
 
 @dataclass
@@ -92,3 +97,37 @@ def metadata_server(fake_google: FakeGoogle, monkeypatch: pytest.MonkeyPatch) ->
     # google-auth reads GCE_METADATA_HOST at import time; GCE_METADATA_IP (the ping) per call.
     monkeypatch.setattr(_metadata, "_GCE_METADATA_HOST", fake_google.env["GCE_METADATA_HOST"])
     return fake_google
+
+
+@pytest.fixture
+def serve() -> Iterator[ServeFactory]:
+    """Start ``python -m flyte_iap.testing serve ARGS`` and read its export lines; stopped after the test."""
+    started: list[subprocess.Popen[str]] = []
+
+    def start(*args: str) -> Served:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "flyte_iap.testing", "serve", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        started.append(process)
+        exports: dict[str, str] = {}
+        assert process.stdout is not None
+        for line in process.stdout:
+            if line.rstrip("\n") == READY_LINE:
+                break
+            # Each line must be valid shell: parse it as a shell would.
+            words = shlex.split(line)
+            assert words[0] == "export", line
+            name, _, value = words[1].partition("=")
+            exports[name] = value
+        return process, exports
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.terminate()
+        process.wait(timeout=10)
+        if process.stdout is not None:
+            process.stdout.close()

@@ -14,38 +14,10 @@ import pytest
 import requests
 from flyteidl.admin import project_pb2, version_pb2
 from flyteidl.service import admin_pb2_grpc
+from helpers import ProxyFactory
 
 from flyte_iap.testing import FakeFlyteAdmin, FakeGoogle, IapProxy
 from flyte_iap.testing.iap_proxy import MESSAGES
-
-ProxyFactory = Callable[..., IapProxy]
-
-
-@pytest.fixture
-def admin() -> Iterator[FakeFlyteAdmin]:
-    with FakeFlyteAdmin() as fake:
-        yield fake
-
-
-@pytest.fixture
-def make_proxy(fake_google: FakeGoogle, admin: FakeFlyteAdmin) -> Iterator[ProxyFactory]:
-    started: list[IapProxy] = []
-
-    def make(**overrides: object) -> IapProxy:
-        settings: dict[str, object] = {
-            "certs_url": fake_google.certs_url,
-            "allowed": [fake_google.user_email],
-            "http_upstream": admin.http_url,
-            "grpc_upstream": admin.grpc_target,
-        }
-        settings.update(overrides)
-        proxy = IapProxy(fake_google.IAP_CLIENT_ID, **settings).start()  # type: ignore[arg-type]
-        started.append(proxy)
-        return proxy
-
-    yield make
-    for proxy in started:
-        proxy.stop()
 
 
 @pytest.fixture

@@ -3,46 +3,21 @@
 from __future__ import annotations
 
 import os
-import shlex
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from flyte_iap.testing.__main__ import READY_LINE
+from helpers import Served, ServeFactory
 
 
 @pytest.fixture
-def stack() -> Iterator[tuple[subprocess.Popen[str], dict[str, str]]]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "flyte_iap.testing", "serve", "--flyteadmin", "--tls"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    exports: dict[str, str] = {}
-    try:
-        assert process.stdout is not None
-        for line in process.stdout:
-            if line.rstrip("\n") == READY_LINE:
-                break
-            name, _, value = shlex.split(line)[1].partition("=")
-            exports[name] = value
-        yield process, exports
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-        process.wait(timeout=10)
-        if process.stdout is not None:
-            process.stdout.close()
+def stack(serve: ServeFactory) -> Served:
+    return serve("--flyteadmin", "--tls")
 
 
-def test_serve_flyteadmin_stack_passes_doctor_after_login_from_a_shell(
-    stack: tuple[subprocess.Popen[str], dict[str, str]], tmp_path: Path
-) -> None:
+def test_serve_flyteadmin_stack_passes_doctor_after_login_from_a_shell(stack: Served, tmp_path: Path) -> None:
     process, exports = stack
     env = {**os.environ, **exports, "BROWSER": exports["FLYTE_IAP_TEST_BROWSER"]}
     aud = exports["FLYTE_IAP_TEST_IAP_CLIENT_ID"]

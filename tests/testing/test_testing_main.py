@@ -9,46 +9,21 @@ import signal
 import subprocess
 import sys
 import urllib.request
-from collections.abc import Iterator
 
 import pytest
+from helpers import Served, ServeFactory
 
 from flyte_iap.testing import FakeGoogle
-from flyte_iap.testing.__main__ import READY_LINE
 
 
 @pytest.fixture
-def served() -> Iterator[tuple[subprocess.Popen[str], dict[str, str]]]:
+def served(serve: ServeFactory) -> Served:
     """A ``serve`` subprocess and the variables its export lines set."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "flyte_iap.testing", "serve", "--user-email", "dave@example.com"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    exports: dict[str, str] = {}
-    try:
-        assert process.stdout is not None
-        for line in process.stdout:
-            if line.rstrip("\n") == READY_LINE:
-                break
-            # Each line must be valid shell: parse it as a shell would.
-            words = shlex.split(line)
-            assert words[0] == "export", line
-            name, _, value = words[1].partition("=")
-            exports[name] = value
-        yield process, exports
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait(timeout=10)
-        for stream in (process.stdout, process.stderr):
-            if stream is not None:
-                stream.close()
+    return serve("--user-email", "dave@example.com")
 
 
 def test_serve_prints_export_lines_for_a_running_fake(
-    served: tuple[subprocess.Popen[str], dict[str, str]],
+    served: Served,
 ) -> None:
     _, exports = served
 
@@ -69,7 +44,7 @@ def test_serve_prints_export_lines_for_a_running_fake(
         assert json.loads(response.read())
 
 
-def test_serve_stops_cleanly_on_sigterm(served: tuple[subprocess.Popen[str], dict[str, str]]) -> None:
+def test_serve_stops_cleanly_on_sigterm(served: Served) -> None:
     process, _ = served
 
     process.send_signal(signal.SIGTERM)

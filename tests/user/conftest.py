@@ -11,14 +11,9 @@ from pathlib import Path
 
 import keyring
 import pytest
+from helpers.user import ADC_ACCOUNT, SECRET_NAME, MemoryKeyring, Runner, ScriptedBrowser
 
 from flyte_iap.testing import FakeGoogle
-
-# pytest's importlib mode does not put this folder on sys.path; the test files import user_helpers by name.
-if str(Path(__file__).parent) not in sys.path:
-    sys.path.insert(0, str(Path(__file__).parent))
-
-from user_helpers import ADC_ACCOUNT, SECRET_NAME, MemoryKeyring, Runner, ScriptedBrowser
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import urllib.request
 import webbrowser
 
 import pytest
-from user_helpers import ScriptedBrowser
+from helpers.user import ScriptedBrowser
 
 from flyte_iap import browser_login
 from flyte_iap.browser_login import authorize, code_challenge

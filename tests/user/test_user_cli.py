@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from user_helpers import SECRET_NAME, Runner, ScriptedBrowser
+from helpers.user import SECRET_NAME, Runner, ScriptedBrowser
 
 from flyte_iap import _entry
 from flyte_iap.cache import TokenCache

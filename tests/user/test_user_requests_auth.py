@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 import requests
-from user_helpers import ScriptedBrowser
+from helpers.user import ScriptedBrowser
 
 from flyte_iap.cache import TokenCache
 from flyte_iap.idtoken import decode_claims

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from user_helpers import ADC_ACCOUNT, SECRET_NAME, MemoryKeyring, ScriptedBrowser
+from helpers.user import ADC_ACCOUNT, SECRET_NAME, MemoryKeyring, ScriptedBrowser
 
 import flyte_iap
 from flyte_iap.cache import TokenCache

@@ -1,4 +1,4 @@
-"""Helpers for the user-token tests (imported by name: tests/ is not a package)."""
+"""Helpers for the user-token tests (fixtures live in tests/user/conftest.py)."""
 
 from __future__ import annotations
 

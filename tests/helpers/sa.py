@@ -1,4 +1,4 @@
-"""Names and helpers shared by the service-account tests (fixtures live in conftest.py)."""
+"""Names and helpers shared by the service-account tests (fixtures live in tests/sa/conftest.py)."""
 
 from __future__ import annotations
 
