@@ -42,7 +42,8 @@ def option(*names: str, **kwargs: Any) -> Decorator:
     Returns:
         The decorator.
     """
-    longest = max((n for n in names if n.startswith("--")), key=len)
+    # A boolean pair "--insecure/--secure" is named after its first half: FLYTE_IAP_INSECURE.
+    longest = max((n.split("/")[0] for n in names if n.startswith("--")), key=len)
     kwargs.setdefault("envvar", "FLYTE_IAP_" + longest.lstrip("-").replace("-", "_").upper())
     kwargs.setdefault("show_envvar", True)
     return click.option(*names, **kwargs)

@@ -245,12 +245,12 @@ def _scalar(value: Any) -> str:
 
 
 def _header(config: ClientConfig, data: dict[str, Any]) -> list[str]:
-    from flyte_iap import DOCS_URL, __version__
+    from flyte_iap import DOCS_URL
 
     admin = data["admin"]
     lines = [
         f"# Flyte client configuration for {admin['endpoint'][len('dns:///') :]} behind IAP,",
-        f"# written by `flyte-iap config` ({__version__}) for flytekit >= 1.10 and flytectl >= 0.8.18.",
+        "# written by `flyte-iap config` for flytekit >= 1.10 and flytectl >= 0.8.18.",
         "#",
         "# admin.proxyCommand prints a Google ID token whose audience is the IAP OAuth client; flytekit and",
         "# flytectl send it as `proxy-authorization: Bearer ...` on every request, and IAP strips it.",

@@ -193,8 +193,9 @@ def run_checks(
 
     add(_check_audience(token, audience))
     if reachable:
-        add(_check_authenticated(base, token, verify, timeout))
-        add(_check_grpc(host, port, secure, ca_cert, token, timeout))
+        accepted = _check_authenticated(base, token, verify, timeout)
+        add(accepted)
+        add(_check_grpc(host, port, secure, ca_cert, token, timeout, http_passed=accepted.status == PASS))
     else:
         add(Check("iap-accepts", SKIP, "not run: the tls check failed"))
         add(Check("grpc", SKIP, "not run: the tls check failed"))
@@ -400,7 +401,9 @@ def _check_audience(token: str, audience: str) -> Check:
             "Identity-Aware Proxy > the backend's menu > Settings / OAuth client)",
         )
     return Check(
-        "audience", PASS, f"aud is the IAP client; the token names {who}, valid {left / 60:.0f} more min"
+        "audience",
+        PASS,
+        f"aud matches --audience; the token names {who}, valid {left / 60:.0f} more min",
     )
 
 
@@ -502,7 +505,9 @@ def _reason(exc: BaseException) -> str:
 # -- gRPC -------------------------------------------------------------------------------------------
 
 
-def _check_grpc(host: str, port: int, secure: bool, ca_cert: str | None, token: str, timeout: float) -> Check:
+def _check_grpc(
+    host: str, port: int, secure: bool, ca_cert: str | None, token: str, timeout: float, *, http_passed: bool
+) -> Check:
     try:
         import grpc
     except ImportError:
@@ -527,24 +532,26 @@ def _check_grpc(host: str, port: int, secure: bool, ca_cert: str | None, token: 
         status = _HEALTH_STATUS.get(answer[1] if len(answer) >= 2 and answer[0] == 0x08 else 0, "UNKNOWN")
         return Check("grpc", PASS, f"flyteadmin answered grpc.health.v1 Check: {status}")
     except grpc.RpcError as exc:
-        return _grpc_failure(exc.code(), exc.details() or "")
+        return _grpc_failure(exc.code(), exc.details() or "", http_passed=http_passed)
     finally:
         channel.close()
 
 
-def _grpc_failure(code: Any, details: str) -> Check:
+def _grpc_failure(code: Any, details: str, *, http_passed: bool) -> Check:
     name = getattr(code, "name", str(code))
     http = re.search(r"status: (\d{3})", details)
     status = int(http.group(1)) if http else None
     if status in (401, 403):
-        return Check(
-            "grpc",
-            FAIL,
-            f"IAP refused the gRPC call: HTTP {status} ({name})",
-            "the HTTP check passed, so the gRPC paths go to a backend service with other IAP settings: "
-            "use the same BackendConfig (iap and OAuth client) on flyteadmin's gRPC Service; see "
-            + _doc("deploy/grpc-backend.html"),
-        )
+        if http_passed:
+            fix = (
+                "the HTTP check passed, so the gRPC paths go to a backend service with other IAP settings: "
+                "use the same BackendConfig (iap and OAuth client) on flyteadmin's gRPC Service; see "
+                + _doc("deploy/grpc-backend.html")
+            )
+        else:
+            # The same refusal as the iap-accepts check: its fix applies here too.
+            fix = "IAP refused the HTTP request with this token too: apply the iap-accepts fix above first"
+        return Check("grpc", FAIL, f"IAP refused the gRPC call: HTTP {status} ({name})", fix)
     if status == 404:
         return Check(
             "grpc",

@@ -61,6 +61,8 @@ from flyte_iap.idtoken import DEFAULT_MIN_VALID, check_id_token, decode_claims, 
 _log = logging.getLogger(__name__)
 
 KIND = "user"
+_REVOKED = "the stored sign-in was revoked or has expired (invalid_grant)"
+_NO_REFRESH_TOKEN = "the stored sign-in has no refresh token"
 STORES = ("file", "keyring")
 #: When Google cannot be reached, a cached token with at least this many seconds left is still returned.
 STALE_MARGIN = 30.0
@@ -359,10 +361,13 @@ def _get_user_id_token(
                     if exc.error != "invalid_grant":
                         raise
                     _drop_grant(cache, audience, client_id, record)
-                    reason = "the stored sign-in was revoked or has expired (invalid_grant)"
+                    reason = _REVOKED
                     _log.debug("refresh token refused with invalid_grant; dropped")
             else:
-                reason = "the stored sign-in has no refresh token"
+                # Say why the grant is gone on every later run too, not only the one that dropped it.
+                reason = (
+                    _REVOKED if record.get("grant_dropped") else "the stored sign-in has no refresh token"
+                )
     return _login_or_fail(
         audience, client_id, source, store, record, reason, interactive, login_options, notify, cache, http
     )
@@ -602,6 +607,7 @@ def _usable_token(
 
 def _drop_grant(cache: TokenCache, audience: str, client_id: str, record: dict[str, Any]) -> None:
     updated = {k: v for k, v in record.items() if k not in ("refresh_token", "id_token")}
+    updated["grant_dropped"] = "invalid_grant"
     if record.get("store") == "keyring":
         try:
             secret = _keyring_get(audience, client_id) or {}

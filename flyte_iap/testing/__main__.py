@@ -108,9 +108,10 @@ def _browse(args: argparse.Namespace) -> int:
         print(f"consent screen redirected to {result.redirect_url.split('?')[0]}", file=sys.stderr)
     if result.status:
         print(f"{result.url.split('?')[0]} answered HTTP {result.status}", file=sys.stderr)
+    if not result.ok:
+        # The page explains a failure (Google's error page, or the client's own); a success page is noise.
         if result.body.strip():
             print(result.body.strip()[:2000], file=sys.stderr)
-    if not result.ok:
         print(f"browse failed: {result.error or f'HTTP {result.status}'}", file=sys.stderr)
         return 1
     return 0

@@ -346,7 +346,7 @@ class _DataProxyServicer(dataproxy_pb2_grpc.DataProxyServiceServicer):
         key = f"{request.project}/{request.domain}/{root}/{request.filename}"
         response = dataproxy_pb2.CreateUploadLocationResponse(
             signed_url=f"{self._fake.http_url}/upload/{urllib.parse.quote(key)}?sig={secrets.token_hex(8)}",
-            native_url=f"s3://fake-bucket/{key}",
+            native_url=f"gs://fake-bucket/{key}",
         )
         response.expires_at.FromSeconds(int(time.time()) + 3600)
         return response

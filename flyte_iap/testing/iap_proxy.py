@@ -29,8 +29,9 @@ What it enforces, from IAP's documentation for programmatic access:
   token whose e-mail has no access), ``content-type: text/html; charset=UTF-8``,
   ``x-goog-iap-generated-response: true`` and IAP's message as the body, e.g. ``Invalid IAP
   credentials: empty token``. A gRPC call gets the same HTTP/2 response (``:status 401``,
-  ``text/html``), which grpcio turns into ``StatusCode.UNKNOWN`` (401) or ``PERMISSION_DENIED`` (403):
-  exactly what flytekit's ``AuthUnaryInterceptor`` sees behind the real IAP.
+  ``text/html``), which grpcio turns into ``UNAUTHENTICATED`` or, in some releases, ``UNKNOWN`` (401;
+  grpc/grpc#36328), or ``PERMISSION_DENIED`` (403): exactly what flytekit's ``AuthUnaryInterceptor``
+  sees behind the real IAP, and it refreshes the proxy token on either of the first two.
 * A passing request loses ``Proxy-Authorization`` (or, when the token came in ``Authorization``,
   that header) and gains ``x-goog-iap-jwt-assertion`` (ES256, ``iss https://cloud.google.com/iap``,
   ``aud /projects/NUM/global/backendServices/ID``; keys in :attr:`IapProxy.jwks`) and

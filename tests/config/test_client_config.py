@@ -201,3 +201,11 @@ def test_cli_absolute_command_names_this_environments_script(tmp_path: Path) -> 
     command = yaml.safe_load(result.stdout)["admin"]["proxyCommand"][0]
     assert os.path.isabs(command) and os.path.basename(command) == "flyte-iap"
     assert os.access(command, os.X_OK)
+
+
+def test_boolean_pair_option_reads_its_environment_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLYTE_IAP_INSECURE", "true")
+    result = _cli("--endpoint", "flyte.example.com", "--audience", AUD)
+
+    assert result.returncode == 0, result.stderr
+    assert yaml.safe_load(result.stdout)["admin"]["insecure"] is True

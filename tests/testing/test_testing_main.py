@@ -65,7 +65,8 @@ def test_browse_command_completes_login_and_reports_on_stderr_only(
 
     assert result.returncode == 0, result.stderr
     assert result.stdout == ""
-    assert "Signed in" in result.stderr
+    assert "answered HTTP 200" in result.stderr
+    assert "Signed in" not in result.stderr  # a success page is not echoed; a failure page is
     assert loopback.callbacks[0]["code"]
 
 

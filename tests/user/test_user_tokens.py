@@ -219,9 +219,10 @@ def test_invalid_grant_drops_the_grant_and_asks_for_a_login(
     record = record_of(isolated_env, fake_google, aud)
     assert record is not None and "refresh_token" not in record and "id_token" not in record
     fake_google.clear_requests()
-    with pytest.raises(LoginRequiredError):
+    with pytest.raises(LoginRequiredError) as again:
         get_user_id_token(aud, interactive=False)
     assert fake_google.requests == []  # the stale grant is not tried again
+    assert "revoked or has expired (invalid_grant)" in again.value.message  # and the reason is kept
 
 
 def test_invalid_grant_in_a_terminal_signs_in_again(
