@@ -149,17 +149,24 @@ _COMPAT_SA_OPTIONS: dict[str, str | None] = {
 _COMPAT_SA_ENV = {"audience": "FLYTE_IAP_WEBAPP_CLIENT_ID", "key_file": "FLYTE_IAP_SERVICE_ACCOUNT_KEY"}
 
 
-def _sa_token(args: list[str], table: dict[str, str | None], env_names: dict[str, str]) -> str | None:
+def _sa_token(
+    args: list[str], table: dict[str, str | None], env_names: dict[str, str], key_file_is_adc: bool = False
+) -> str | None:
     parsed = _options(args, table, env_names)
     if parsed is None:
         return None
     opts, min_valid = parsed
     from flyte_iap.service_account import cached_token
 
+    key_file = opts.get("key_file") or None
+    if key_file and key_file_is_adc:
+        # The plugin's --service_account_key is GOOGLE_APPLICATION_CREDENTIALS, as in flyte_iap.cli.
+        os.environ["GOOGLE_APPLICATION_CREDENTIALS"] = key_file
+        key_file = None
     return cached_token(
         opts["audience"],
         impersonate_service_account=opts.get("impersonate_service_account") or None,
-        key_file=opts.get("key_file") or None,
+        key_file=key_file,
         min_valid=min_valid,
     )
 
@@ -169,7 +176,9 @@ FAST_COMMANDS: dict[str, Callable[[list[str]], str | None]] = {
     "token": lambda args: _user_token(args, _USER_OPTIONS, _ENV),
     "generate-user-id-token": lambda args: _user_token(args, _COMPAT_USER_OPTIONS, _COMPAT_ENV),
     "sa-token": lambda args: _sa_token(args, _SA_OPTIONS, _SA_ENV),
-    "generate-service-account-id-token": lambda args: _sa_token(args, _COMPAT_SA_OPTIONS, _COMPAT_SA_ENV),
+    "generate-service-account-id-token": lambda args: _sa_token(
+        args, _COMPAT_SA_OPTIONS, _COMPAT_SA_ENV, key_file_is_adc=True
+    ),
 }
 
 

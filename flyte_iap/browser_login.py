@@ -41,13 +41,15 @@ import logging
 import os
 import secrets
 import socketserver
+import subprocess
 import sys
 import threading
 import time
 import urllib.parse
 import webbrowser
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from flyte_iap import endpoints
 from flyte_iap.errors import LoginError
@@ -153,7 +155,7 @@ def default_opener(url: str) -> bool:
 
     On Linux without a display and without ``BROWSER``, nothing is launched: :mod:`webbrowser` would fall
     back to a text browser (lynx, w3m) that takes over the terminal, and Google's sign-in does not work
-    there.
+    there. Whatever the launched command prints goes to stderr: stdout is the token's.
 
     Args:
         url: the page to show.
@@ -168,9 +170,42 @@ def default_opener(url: str) -> bool:
     ):
         return False
     try:
-        return webbrowser.open(url, new=1)
+        with _browsers_write_to_stderr():
+            return webbrowser.open(url, new=1)
     except webbrowser.Error:
         return False
+
+
+class _StderrSubprocess:
+    """:mod:`subprocess` as :mod:`webbrowser` sees it while it launches: a child's stdout is our stderr."""
+
+    def __init__(self, stdout: int) -> None:
+        self._stdout = stdout
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(subprocess, name)
+
+    def Popen(self, *args: Any, **kwargs: Any) -> subprocess.Popen[Any]:
+        if kwargs.get("stdout") is None:
+            kwargs["stdout"] = self._stdout
+        return subprocess.Popen(*args, **kwargs)
+
+
+@contextlib.contextmanager
+def _browsers_write_to_stderr() -> Iterator[None]:
+    # A browser command inherits stdout (xdg-open and BROWSER commands do; Chrome then prints "Opening in
+    # existing browser session."), and for `flyte-iap token` stdout is the token: `$(flyte-iap token)`
+    # in a terminal would capture the browser's chatter with it.
+    try:
+        stdout = sys.stderr.fileno()
+    except (AttributeError, ValueError, OSError):
+        stdout = subprocess.DEVNULL
+    previous = webbrowser.subprocess  # type: ignore[attr-defined]
+    webbrowser.subprocess = _StderrSubprocess(stdout)  # type: ignore[attr-defined]
+    try:
+        yield
+    finally:
+        webbrowser.subprocess = previous  # type: ignore[attr-defined]
 
 
 def _log_notify(message: str) -> None:

@@ -188,7 +188,17 @@ class TokenCache:
     def _ensure_directory(self) -> None:
         try:
             os.makedirs(self._dir, mode=0o700, exist_ok=True)
-            if sys.platform != "win32" and (os.stat(self._dir).st_mode & 0o077):
+            info = os.stat(self._dir)
+            if sys.platform != "win32" and (info.st_mode & 0o077):
+                # Tighten our own directory; never a shared one such as /tmp (sticky bit) or someone else's,
+                # whose mode other programs rely on.
+                if info.st_mode & 0o1000 or info.st_uid != os.getuid():
+                    raise CacheError(
+                        f"token cache directory {self._dir} is shared with other users "
+                        f"(mode {info.st_mode & 0o7777:o}); flyte-iap does not change its mode",
+                        "set FLYTE_IAP_CACHE_DIR to a directory of your own, e.g. "
+                        + os.path.join(self._dir, "flyte-iap"),
+                    )
                 os.chmod(self._dir, 0o700)
         except OSError as exc:
             raise CacheError(

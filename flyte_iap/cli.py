@@ -9,14 +9,16 @@ Example::
 
 Results go to stdout (for the token commands: the token and a newline, nothing else); messages go to
 stderr. A :class:`~flyte_iap.errors.FlyteIapError` becomes ``error: ...`` and ``hint: ...`` on stderr
-and its exit code, never a traceback. Every option can also be set as ``FLYTE_IAP_<OPTION>``
-(``--client-id`` is ``FLYTE_IAP_CLIENT_ID``).
+and its exit code, never a traceback. Options made with :func:`option` can also be set as
+``FLYTE_IAP_<OPTION>`` (``--client-id`` is ``FLYTE_IAP_CLIENT_ID``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
+import traceback
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -128,8 +130,19 @@ def main(argv: list[str] | None = None) -> None:
         click.echo(f"hint: {exc.hint}", err=True)
         sys.exit(exc.exit_code)
     except click.exceptions.Abort:
+        # click turns Ctrl-C (and EOF at a prompt) into Abort.
         click.echo("error: aborted", err=True)
+        click.echo(_INTERRUPTED_HINT, err=True)
         sys.exit(130)
+    except click.UsageError as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":  # click >= 8.2: no arguments shows the help
+            exc.show()
+            sys.exit(exc.exit_code)
+        # The same two lines as every other failure, instead of click's usage block.
+        command = exc.ctx.command_path if exc.ctx is not None else "flyte-iap"
+        click.echo(f"error: {exc.format_message()}", err=True)
+        click.echo(f"hint: see `{command} --help`", err=True)
+        sys.exit(exc.exit_code)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
@@ -137,7 +150,22 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         click.echo("error: interrupted", err=True)
+        click.echo(_INTERRUPTED_HINT, err=True)
         sys.exit(130)
+    except Exception as exc:
+        # A bug. Its message is left out: it may quote a request or a file that holds a secret.
+        if os.environ.get("FLYTE_IAP_TRACEBACK") == "1":
+            raise
+        frame = traceback.extract_tb(exc.__traceback__)[-1]
+        where = f"{os.path.basename(frame.filename)}:{frame.lineno}"
+        click.echo(f"error: unexpected {type(exc).__name__} at {where} (a bug in flyte-iap)", err=True)
+        click.echo(
+            "hint: run it again with FLYTE_IAP_TRACEBACK=1 to see the traceback, and report it", err=True
+        )
+        sys.exit(1)
+
+
+_INTERRUPTED_HINT = "hint: nothing was stored; run the command again when you are ready"
 
 
 # -- options several commands share -----------------------------------------------------------------
@@ -219,7 +247,7 @@ def _user_login_options(store_default: str | None) -> Decorator:
     )
 
 
-@cli.command("login")
+@cli.command("login", short_help="Sign in with Google in a browser, once.")
 @_user_login_options(store_default="file")
 def login_command(
     audience: str,
@@ -262,7 +290,7 @@ def login_command(
     )
 
 
-@cli.command("token")
+@cli.command("token", short_help="Print the user's ID token for IAP.")
 @_user_login_options(store_default=None)
 @_min_valid_option("Refresh when the cached token has fewer seconds left than this.")
 def token_command(
@@ -303,7 +331,7 @@ def token_command(
     emit_token(token)
 
 
-@cli.command("logout")
+@cli.command("logout", short_help="Forget (and --revoke) a sign-in.")
 @_audience_option
 @option("--client-id", metavar="CLIENT_ID", help="Only this Desktop client's sign-in [default: all].")
 @option("--revoke", is_flag=True, help="Also revoke the refresh token at Google.")
@@ -321,7 +349,7 @@ def logout_command(audience: str, client_id: str | None, revoke: bool) -> None:
         click.echo(f"{who}: {done} for audience {audience}.", err=True)
 
 
-@cli.command("generate-user-id-token")
+@cli.command("generate-user-id-token", short_help="The old plugin's name for `token`.")
 @option("--desktop_client_id", required=True, help="Desktop OAuth client ID.")
 @option(
     "--desktop_client_secret_gcp_secret_name",
@@ -373,7 +401,7 @@ def _print_sa_token(audience: str, impersonate: str | None, key_file: str | None
     emit_token(token)
 
 
-@cli.command("sa-token")
+@cli.command("sa-token", short_help="Print a service account's ID token.")
 @_audience_option
 @option(
     "--impersonate-service-account",
@@ -392,7 +420,7 @@ def _print_sa_token(audience: str, impersonate: str | None, key_file: str | None
 def sa_token_command(
     audience: str, impersonate_service_account: str | None, key_file: str | None, min_valid: float
 ) -> None:
-    """Print a service account's Google ID token for AUDIENCE on stdout: for CI and workloads.
+    """Print a service account's Google ID token for --audience on stdout: for CI and workloads.
 
     Credentials, first found wins: --key-file; the file in GOOGLE_APPLICATION_CREDENTIALS or gcloud's
     application default credentials (service account key, impersonated service account, Workload
@@ -402,7 +430,7 @@ def sa_token_command(
     _print_sa_token(audience, impersonate_service_account, key_file, min_valid)
 
 
-@cli.command("generate-service-account-id-token")
+@cli.command("generate-service-account-id-token", short_help="The old plugin's name for `sa-token`.")
 @option("--webapp_client_id", required=True, help=_AUDIENCE_HELP)
 @option(
     "--service_account_key",
@@ -411,13 +439,17 @@ def sa_token_command(
 )
 def generate_service_account_id_token_command(webapp_client_id: str, service_account_key: str | None) -> None:
     """The old plugin's command, kept so existing proxyCommand configs work: same as `sa-token`."""
-    _print_sa_token(webapp_client_id, None, service_account_key, DEFAULT_MIN_VALID)
+    if service_account_key:
+        # As the plugin did: the file becomes GOOGLE_APPLICATION_CREDENTIALS, so an
+        # impersonated_service_account file works too, not only a key (flyte_iap._entry does the same).
+        os.environ["GOOGLE_APPLICATION_CREDENTIALS"] = service_account_key
+    _print_sa_token(webapp_client_id, None, None, DEFAULT_MIN_VALID)
 
 
 # -- client configuration: config (flyte_iap.client_config) -----------------------------------------
 
 
-@cli.command("config")
+@cli.command("config", short_help="Print or write ~/.flyte/config.yaml.")
 @_endpoint_option
 @_audience_option
 @option(
@@ -517,7 +549,7 @@ def config_command(
 # -- deployment checks: doctor (flyte_iap.doctor) ----------------------------------------------------
 
 
-@cli.command("doctor")
+@cli.command("doctor", short_help="Check a live deployment behind IAP.")
 @_endpoint_option
 @_audience_option
 @option("--client-id", metavar="CLIENT_ID", help="User mode: the Desktop OAuth client of the stored sign-in.")
@@ -599,7 +631,7 @@ def doctor_command(
 # -- manifest checks: check (flyte_iap.manifest_check) -----------------------------------------------
 
 
-@cli.command("check")
+@cli.command("check", short_help="Lint Kubernetes manifests for IAP.")
 @click.argument("paths", nargs=-1, metavar="[FILE|DIR|-]...")
 @click.option(
     "--format",

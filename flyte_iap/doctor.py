@@ -355,6 +355,14 @@ def _body(response: Any) -> str:
     return " ".join(response.text.split())[:300]
 
 
+def _unreachable_fix(base: str) -> str:
+    # The tls check passes a plain-http endpoint without connecting, so it cannot be the only pointer.
+    return (
+        f"check that {base} is the load balancer's address and that this machine can reach it "
+        "(firewall, HTTPS_PROXY); see the dns and tls checks"
+    )
+
+
 def _check_unauthenticated(base: str, verify: bool | str, timeout: float) -> Check:
     import requests
 
@@ -362,7 +370,7 @@ def _check_unauthenticated(base: str, verify: bool | str, timeout: float) -> Che
     try:
         response = _get(url, {}, verify, timeout)
     except requests.RequestException as exc:
-        return Check("iap-enforced", FAIL, f"GET {url} failed: {_reason(exc)}", "see the dns and tls checks")
+        return Check("iap-enforced", FAIL, f"GET {url} failed: {_reason(exc)}", _unreachable_fix(base))
     if response.headers.get(_IAP_HEADER, "").lower() == "true":
         return Check("iap-enforced", PASS, f"IAP answered HTTP {response.status_code}: {_body(response)}")
     if response.status_code < 300:
@@ -464,7 +472,7 @@ def _check_authenticated(base: str, token: str, verify: bool | str, timeout: flo
     try:
         response = _get(url, {"proxy-authorization": f"Bearer {token}"}, verify, timeout)
     except requests.RequestException as exc:
-        return Check("iap-accepts", FAIL, f"GET {url} failed: {_reason(exc)}", "see the dns and tls checks")
+        return Check("iap-accepts", FAIL, f"GET {url} failed: {_reason(exc)}", _unreachable_fix(base))
     from_iap = response.headers.get(_IAP_HEADER, "").lower() == "true"
     if from_iap:
         email = _email(token)

@@ -435,6 +435,8 @@ def _login(
                 "pass one of --client-secret, --client-secrets-file or --client-secret-gcp-secret",
             )
 
+    with cache.lock(KIND, audience, client_id):
+        pass  # a token store that cannot be written must fail now, not after the sign-in in the browser
     grant = browser_login.authorize(client_id, notify=notify, **login_options)
     reply = transport.post_oauth(
         endpoints.token_uri(),
@@ -585,6 +587,12 @@ def _revoke(refresh_token: str, http: transport.HttpRequest | None) -> None:
         if exc.error != "invalid_token":  # already revoked or expired: the goal is reached
             exc.hint = "nothing was forgotten; run logout again, or without --revoke to only forget locally"
             raise
+    except TransportError as exc:
+        exc.hint = (
+            "nothing was forgotten; run logout again when Google can be reached, or without --revoke to "
+            f"only forget locally ({exc.hint})"
+        )
+        raise
 
 
 # -- records --------------------------------------------------------------------------------
@@ -687,7 +695,7 @@ def _keyring_call(action: str, call: Any, *args: Any) -> Any:
             "install and unlock one (macOS Keychain, Windows Credential Locker, Secret Service on Linux; "
             "`keyring --list-backends` shows what is found), or sign in with --store file",
         ) from None
-    except keyring.errors.KeyringError as exc:
+    except Exception as exc:  # backends also raise their own types (D-Bus, secretstorage, keychain)
         raise CacheError(
             f"cannot {action}: the OS keyring failed ({type(exc).__name__})",
             "unlock the keyring and retry, or sign in with --store file",

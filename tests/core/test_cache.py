@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from flyte_iap.cache import TokenCache, default_cache_dir
+from flyte_iap.errors import CacheError
 
 AUD = "123-web.apps.googleusercontent.com"
 CLIENT = "456-desktop.apps.googleusercontent.com"
@@ -50,6 +51,21 @@ def test_an_existing_group_readable_directory_is_tightened(tmp_path: Path) -> No
     os.chmod(tmp_path / "c", 0o755)
     TokenCache(tmp_path / "c").write("sa", AUD, "metadata", {"id_token": "t"})
     assert stat.S_IMODE((tmp_path / "c").stat().st_mode) == 0o700
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX modes")
+def test_a_shared_sticky_directory_such_as_tmp_is_refused_not_tightened(tmp_path: Path) -> None:
+    shared = tmp_path / "tmp"
+    shared.mkdir()
+    os.chmod(shared, 0o1777)
+
+    with pytest.raises(CacheError) as caught:
+        TokenCache(shared).write("sa", AUD, "metadata", {"id_token": "t"})
+
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o1777
+    assert "shared with other users (mode 1777)" in caught.value.message
+    assert str(shared / "flyte-iap") in caught.value.hint
+    assert list(shared.iterdir()) == []
 
 
 def test_write_leaves_no_temporary_files(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 
@@ -53,6 +54,22 @@ def test_unresolvable_host_fails_dns_and_skips_the_rest() -> None:
     assert _statuses(report) == {"dns": "fail", **{name: "skip" for name in list(CHECKS)[1:]}}
     assert "static-ip-dns" in (_check(report, "dns").fix or "")
     assert not report.ok
+
+
+def test_plain_http_endpoint_that_nothing_answers_names_a_fix_beyond_the_passing_tls_check(
+    fake_google: FakeGoogle,
+) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        endpoint = f"http://127.0.0.1:{sock.getsockname()[1]}"  # bound, not listening: refused
+
+        report = run_checks(endpoint, AUD, token_provider=lambda: fake_google.mint_id_token(AUD), timeout=2)
+
+    assert _check(report, "tls").status == "pass"
+    for name in ("iap-enforced", "iap-accepts"):
+        check = _check(report, name)
+        assert check.status == "fail"
+        assert f"check that {endpoint} is the load balancer's address" in (check.fix or "")
 
 
 def test_certificate_from_an_untrusted_ca_fails_tls(make_proxy: ProxyFactory, signed_in: str) -> None:

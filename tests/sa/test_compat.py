@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
 import pytest
-from helpers.sa import CI_SA, Runner, claims, error_lines, stdout_token
+from helpers.sa import CI_SA, DEPLOYER_SA, Runner, claims, error_lines, stdout_token, write_json
 
 from flyte_iap.testing import FakeGoogle
 
@@ -37,6 +38,30 @@ def test_old_command_uses_service_account_key(
 
     assert claims(token)["email"] == CI_SA
     assert fake_google.requests_to("/token")[0].form["grant_type"].endswith("jwt-bearer")
+
+
+def test_old_command_takes_an_impersonated_service_account_file_like_the_plugin(
+    fake_google: FakeGoogle, old_command: Runner, key_file: Path, tmp_path: Path, no_metadata: None
+) -> None:
+    # The plugin set GOOGLE_APPLICATION_CREDENTIALS to --service_account_key, and google-auth >= 2.39
+    # mints ID tokens from impersonated_service_account files there.
+    impersonated = write_json(
+        tmp_path / "impersonated.json",
+        {
+            "type": "impersonated_service_account",
+            "service_account_impersonation_url": fake_google.generate_access_token_url(DEPLOYER_SA),
+            "delegates": [],
+            "source_credentials": json.loads(key_file.read_text()),
+        },
+    )
+    fake_google.allow_impersonation(CI_SA, DEPLOYER_SA)
+
+    token = stdout_token(old_command("--service_account_key", str(impersonated)))
+    cached = old_command("--service_account_key", str(impersonated))
+
+    assert claims(token)["email"] == DEPLOYER_SA
+    assert cached.stdout.strip() == token and cached.stderr == ""
+    assert len(fake_google.requests_to("/v1/projects/-/serviceAccounts/")) == 1
 
 
 def test_old_command_is_answered_from_the_cache_it_shares_with_sa_token(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pty
+import signal
 import socket
 import stat
 import subprocess
@@ -177,6 +178,70 @@ def test_compat_command_signs_in_from_a_terminal_and_reads_the_secret_once(
     assert len(refreshes(fake_google)) == 2  # the login's, then one refresh
 
 
+def test_what_the_browser_command_prints_stays_out_of_the_token_on_stdout(
+    cli_env: dict[str, str], fake_google: FakeGoogle, aud: str, tmp_path: Path
+) -> None:
+    # Like xdg-open starting Chrome, which prints "Opening in existing browser session." on stdout.
+    chatty = tmp_path / "chatty-browser"
+    browse = fake_google.browser_command % '"$1"'
+    chatty.write_text(f"#!/bin/sh\necho 'Opening in existing browser session.'\nexec {browse}\n")
+    chatty.chmod(0o755)
+    env = dict(cli_env, BROWSER=f"{chatty} %s")
+    args = ["token", "--audience", aud, "--client-id", fake_google.DESKTOP_CLIENT_ID]
+
+    code, stdout, screen = _run_in_terminal(
+        [*args, "--client-secret", fake_google.DESKTOP_CLIENT_SECRET], env
+    )
+
+    assert code == 0, screen
+    assert stdout.count("\n") == 1 and decode_claims(stdout.strip())["aud"] == aud
+    assert "Opening in existing browser session." in screen
+
+
+def test_ctrl_c_during_the_sign_in_is_an_error_and_a_hint_without_traceback(
+    cli_env: dict[str, str], fake_google: FakeGoogle, aud: str
+) -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "flyte_iap", *login_args(fake_google, aud, "--no-browser", "--timeout", "60")],
+        env=cli_env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stderr is not None and process.stdout is not None
+    for line in process.stderr:
+        if "ssh -N -L" in line:  # the last line before the wait
+            break
+    process.send_signal(signal.SIGINT)
+    rest = process.stderr.read()
+    stdout = process.stdout.read()
+    process.wait(timeout=30)
+
+    assert process.returncode == 130
+    assert stdout == ""
+    assert [line.split(":")[0] for line in rest.splitlines() if line] == ["error", "hint"], rest
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["token"], "Missing option '--audience'"),
+        (["sa-token", "--audience", "a", "--min-valid", "-1"], "--min-valid"),
+        (["no-such-command"], "No such command"),
+        (["check"], "give manifest files"),
+    ],
+)
+def test_usage_errors_are_an_error_and_a_hint_line(run_cli: Runner, args: list[str], needle: str) -> None:
+    result = run_cli(*args)
+
+    assert result.returncode == 2
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert [line.split(":")[0] for line in lines] == ["error", "hint"], result.stderr
+    assert needle in lines[0] and "--help" in lines[1]
+
+
 def test_no_browser_prints_the_url_and_the_forward_hint_on_stderr(
     cli_env: dict[str, str], fake_google: FakeGoogle, aud: str
 ) -> None:
@@ -324,6 +389,21 @@ def test_a_port_in_use_fails_the_login(run_cli: Runner, fake_google: FakeGoogle,
     assert_clean_failure(result, f"port {port} on 127.0.0.1 is already in use")
 
 
+def test_a_cache_that_cannot_be_written_fails_the_login_before_the_browser_opens(
+    run_cli: Runner, cli_env: dict[str, str], fake_google: FakeGoogle, aud: str, tmp_path: Path
+) -> None:
+    not_a_directory = tmp_path / "file"
+    not_a_directory.write_text("")
+    env = dict(cli_env, FLYTE_IAP_CACHE_DIR=str(not_a_directory))
+
+    result = run_cli(*login_args(fake_google, aud), env=env, timeout=20)
+
+    assert_clean_failure(
+        result, f"cannot create token cache directory {not_a_directory}", "FLYTE_IAP_CACHE_DIR"
+    )
+    assert fake_google.requests == []  # the browser never went to Google
+
+
 def test_corrupt_cache_is_a_miss_with_a_warning_and_no_traceback(
     run_cli: Runner, fake_google: FakeGoogle, aud: str, isolated_env: Path
 ) -> None:
@@ -356,6 +436,19 @@ def test_logout_revokes_and_forgets(run_cli: Runner, fake_google: FakeGoogle, au
     again = run_cli("logout", "--audience", aud)
     assert "Nothing was stored" in again.stderr
     assert_clean_failure(run_cli("token", "--audience", aud), "not signed in")
+
+
+def test_logout_revoke_while_google_is_down_keeps_the_login_and_says_so(
+    run_cli: Runner, fake_google: FakeGoogle, aud: str
+) -> None:
+    record = seed_login(fake_google, aud)
+    fake_google.fail_next(n=10, status=503, path="/revoke")
+
+    result = run_cli("logout", "--audience", aud, "--revoke")
+
+    assert_clean_failure(result, "revoke", "nothing was forgotten", "without --revoke")
+    assert record["refresh_token"] not in result.stderr
+    assert TokenCache().read("user", aud, fake_google.DESKTOP_CLIENT_ID) is not None
 
 
 def test_options_come_from_flyte_iap_environment_variables(
@@ -392,3 +485,41 @@ def test_fast_path_accepts_no_browser_and_compat_environment(
     monkeypatch.setenv("FLYTE_IAP_WEBAPP_CLIENT_ID", aud)
     monkeypatch.setenv("FLYTE_IAP_DESKTOP_CLIENT_ID", fake_google.DESKTOP_CLIENT_ID)
     assert _entry.FAST_COMMANDS["generate-user-id-token"]([]) == token
+
+
+def test_top_level_help_lists_every_command_with_an_untruncated_summary() -> None:
+    result = CliRunner().invoke(cli, ["--help"], terminal_width=80, prog_name="flyte-iap")
+
+    assert result.exit_code == 0
+    commands = result.output.split("Commands:")[1]
+    assert "..." not in commands
+    for name in cli.commands:
+        assert name in commands
+
+
+def test_an_unexpected_exception_is_two_lines_without_its_message_unless_asked(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from flyte_iap import cli as cli_module
+    from flyte_iap import client_config
+
+    def broken(settings: object) -> str:
+        raise RuntimeError("refresh_token=1//secret-looking")
+
+    monkeypatch.setattr(client_config, "render", broken)
+    args = ["config", "--endpoint", "flyte.example.com", "--audience", "aud"]
+
+    with pytest.raises(SystemExit) as exited:
+        cli_module.main(args)
+
+    assert exited.value.code == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    lines = captured.err.splitlines()
+    assert [line.split(":")[0] for line in lines] == ["error", "hint"], captured.err
+    assert "unexpected RuntimeError at test_user_cli.py:" in lines[0]
+    assert "secret-looking" not in captured.err and "Traceback" not in captured.err
+
+    monkeypatch.setenv("FLYTE_IAP_TRACEBACK", "1")
+    with pytest.raises(RuntimeError):
+        cli_module.main(args)

@@ -368,6 +368,27 @@ def test_keyring_without_a_backend_fails_before_the_browser_opens(
     assert browser.urls == []
 
 
+def test_a_keyring_backend_failing_with_its_own_exception_is_a_cache_error(
+    fake_google: FakeGoogle, browser: ScriptedBrowser, aud: str
+) -> None:
+    import keyring
+
+    class DBusDown(MemoryKeyring):
+        def get_password(self, service: str, username: str) -> str | None:
+            raise RuntimeError("org.freedesktop.DBus.Error.ServiceUnknown")
+
+    previous = keyring.get_keyring()
+    keyring.set_keyring(DBusDown())
+    try:
+        with pytest.raises(CacheError) as caught:
+            login(fake_google, browser, aud, store="keyring")
+    finally:
+        keyring.set_keyring(previous)
+    assert caught.value.message == "cannot read the OS keyring: the OS keyring failed (RuntimeError)"
+    assert "--store file" in caught.value.hint
+    assert browser.urls == []
+
+
 def test_keyring_store_without_the_package_says_how_to_install_it(
     fake_google: FakeGoogle, browser: ScriptedBrowser, aud: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
