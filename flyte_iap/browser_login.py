@@ -318,11 +318,14 @@ def _bind(port: int) -> _LoopbackServer:
         ) from None
 
 
-def _forward_hint(port: int) -> str:
-    return (
+def _forward_hint(port: int, *, port_chosen: bool) -> str:
+    """The SSH port-forward line; ``port_chosen`` when the caller fixed the port (nothing to suggest)."""
+    hint = (
         f"On a remote machine over SSH, first run on your own computer: ssh -N -L {port}:127.0.0.1:{port} "
-        "<this host>  (use --port to keep the same port between logins)"
+        "<this host>"
     )
+    # An ephemeral port changes on every login, and with it the forward to set up.
+    return hint if port_chosen else hint + "  (use --port to keep the same port between logins)"
 
 
 def authorize(
@@ -356,6 +359,7 @@ def authorize(
             redirected back with an error such as ``access_denied``.
     """
     notify = notify or _log_notify
+    port_chosen = port != 0
     server = _bind(port)
     port = server.server_address[1]
     redirect_uri = f"http://127.0.0.1:{port}/"
@@ -367,7 +371,7 @@ def authorize(
 
     def show_url(reason: str) -> None:
         notify(f"{reason} open this URL in a browser to sign in with Google:\n\n    {url}\n")
-        notify(_forward_hint(port))
+        notify(_forward_hint(port, port_chosen=port_chosen))
 
     if open_browser:
         notify(f"Opening a browser to sign in with Google (waiting up to {timeout:.0f} s)...")

@@ -21,7 +21,8 @@ The checks, in order (a check whose prerequisite failed is ``skip``):
     If it reaches flyteadmin, IAP is not in front of the backend.
 ``token``
     An ID token can be minted: the user's (:func:`flyte_iap.get_user_id_token`, never opening a
-    browser) or a service account's (:func:`flyte_iap.get_service_account_id_token`).
+    browser: without a usable sign-in the fix is the ``flyte-iap login`` command) or a service
+    account's (:func:`flyte_iap.get_service_account_id_token`).
 ``audience``
     Its ``aud`` is the audience asked for (and who it names, and for how long).
 ``iap-accepts``
@@ -46,7 +47,7 @@ from typing import Any
 import flyte_iap
 from flyte_iap import DOCS_URL
 from flyte_iap.client_config import split_endpoint
-from flyte_iap.errors import FlyteIapError
+from flyte_iap.errors import FlyteIapError, LoginRequiredError
 from flyte_iap.idtoken import decode_claims, seconds_left
 
 PASS, FAIL, SKIP = "pass", "fail", "skip"
@@ -183,6 +184,8 @@ def run_checks(
             token = flyte_iap.get_user_id_token(audience, client_id=client_id, interactive=False)
         who = "service account" if (service_account or impersonate_service_account or key_file) else "user"
         add(Check("token", PASS, f"minted a {who} ID token"))
+    except LoginRequiredError as exc:
+        add(_not_signed_in(audience, exc))
     except FlyteIapError as exc:
         add(Check("token", FAIL, exc.message, exc.hint))
 
@@ -200,6 +203,19 @@ def run_checks(
         add(Check("iap-accepts", SKIP, "not run: the tls check failed"))
         add(Check("grpc", SKIP, "not run: the tls check failed"))
     return report
+
+
+def _not_signed_in(audience: str, exc: LoginRequiredError) -> Check:
+    # The error's own wording is about why no sign-in started; here the reason is doctor's rule.
+    if exc.reason is None or exc.login_command is None:
+        return Check("token", FAIL, exc.message, exc.hint)
+    return Check(
+        "token",
+        FAIL,
+        f"not signed in for audience {audience}: {exc.reason}; doctor does not sign in (it never opens a "
+        "browser)",
+        f"sign in, then run doctor again: {exc.login_command}",
+    )
 
 
 # -- dns ----------------------------------------------------------------------------------------------

@@ -40,7 +40,24 @@ class CacheError(FlyteIapError):
 
 
 class LoginRequiredError(FlyteIapError):
-    """No usable refresh token and no terminal to log in from."""
+    """No usable sign-in, and none may start here (no terminal, or the caller asked for none).
+
+    Besides ``message`` and ``hint``, it carries the parts a caller needs to word its own message:
+    ``reason`` (why the stored sign-in cannot be used, e.g. ``no login stored``) and ``login_command``
+    (the ``flyte-iap login ...`` command that signs in), each None when not known.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        hint: str | None = None,
+        *,
+        reason: str | None = None,
+        login_command: str | None = None,
+    ) -> None:
+        super().__init__(message, hint)
+        self.reason = reason
+        self.login_command = login_command
 
 
 class LoginError(FlyteIapError):

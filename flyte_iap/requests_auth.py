@@ -12,23 +12,31 @@ The token goes in ``Proxy-Authorization: Bearer ...``, which IAP checks and stri
 ``Authorization`` (flyteadmin's token, say) reaches the backend untouched. The token is kept in memory
 and refreshed (through :func:`flyte_iap.get_user_id_token` and its shared cache) when it has less than
 ``min_valid`` seconds left. If IAP itself still answers 401 (its responses carry
-``x-goog-iap-generated-response: true``), a new token is obtained and the request is sent once more.
+``x-goog-iap-generated-response: true``), a new token is obtained and the request is sent once more:
+a bytes or str body as it is, a file body from where it stood before the first send. A body from a
+generator or iterator (or a file that cannot seek) cannot be sent again, so that 401 is returned; the
+token is replaced all the same, so sending the request again with a new body passes.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from typing import Any
 
 import requests
 import requests.auth
+import requests.exceptions
+import requests.utils
 
 from flyte_iap.idtoken import DEFAULT_MIN_VALID, decode_claims, seconds_left
 from flyte_iap.user_tokens import get_user_id_token
 
 #: Header IAP puts on the responses it generates itself (as opposed to the backend's).
 IAP_GENERATED_HEADER = "x-goog-iap-generated-response"
+
+_log = logging.getLogger(__name__)
 
 
 class IapAuth(requests.auth.AuthBase):
@@ -101,7 +109,15 @@ class IapAuth(requests.auth.AuthBase):
         if getattr(sent, "_flyte_iap_retried", False):
             return response
         rejected = sent.headers.get("Proxy-Authorization", "").removeprefix("Bearer ").strip() or None
+        # Replaced even when this request cannot be resent, so that the caller's next one passes.
         token = self.token(rejected=rejected)
+        if not _rewind_body(sent):
+            _log.debug(
+                "IAP refused the token (HTTP 401); not sending the request again: its %s body was consumed "
+                "and cannot be rewound",
+                type(sent.body).__name__,
+            )
+            return response
         # Drain and release the first connection before reusing the adapter, as requests' digest auth does.
         _ = response.content
         response.close()
@@ -114,3 +130,19 @@ class IapAuth(requests.auth.AuthBase):
         second.history.append(response)
         second.request = retry
         return second
+
+
+def _rewind_body(request: requests.PreparedRequest) -> bool:
+    """Make ``request``'s body readable again from its start; False when it cannot be sent again.
+
+    bytes-like and str bodies are resent as they are. A file body goes back to the position requests recorded
+    before the first send (``_body_position``), as requests does for redirects; a generator or iterator
+    has no such position, nor has a file whose ``tell`` failed.
+    """
+    if request.body is None or isinstance(request.body, (bytes, bytearray, memoryview, str)):
+        return True
+    try:
+        requests.utils.rewind_body(request)
+    except requests.exceptions.UnrewindableBodyError:
+        return False
+    return True

@@ -128,7 +128,8 @@ def get_user_id_token(
         The ID token.
 
     Raises:
-        LoginRequiredError: no usable grant and not interactive (the hint is the command to run).
+        LoginRequiredError: no usable grant and not interactive (the hint, and its ``login_command``,
+            is the command to run).
         OAuthError: the token endpoint refused (``invalid_client``, ...).
         LoginError: the browser sign-in failed.
         InvalidTokenError: Google returned a token that fails the ``aud``/``iss``/``exp`` checks.
@@ -386,15 +387,20 @@ def _login_or_fail(
     cache: TokenCache,
     http: transport.HttpRequest | None,
 ) -> str:
+    # Say why no sign-in starts: a caller that passed interactive=False may well be in a terminal.
+    why_not = "signing in was not allowed (interactive=False)"
     if interactive is None:
         interactive = _is_terminal()
+        why_not = "no terminal to sign in from"
     if not interactive:
         hint_source = source or _stored_source(record)
         hint_store = store or (record or {}).get("store")
+        command = login_command(audience, client_id, hint_source, hint_store)
         raise LoginRequiredError(
-            f"not signed in for audience {audience}: {reason}, and no terminal to sign in from",
-            "run this in a terminal, then retry: "
-            + login_command(audience, client_id, hint_source, hint_store),
+            f"not signed in for audience {audience}: {reason}, and {why_not}",
+            "run this in a terminal, then retry: " + command,
+            reason=reason,
+            login_command=command,
         )
     if notify is not None and record is not None:
         notify(f"Signing in again: {reason}.")

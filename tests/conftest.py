@@ -7,7 +7,9 @@ tells google-auth there is no metadata server unless a test starts one.
 
 from __future__ import annotations
 
+import io
 import os
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,6 +42,18 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("GCE_METADATA_HOST", "127.0.0.1:9")
     monkeypatch.setenv("GCE_METADATA_IP", "127.0.0.1:9")
     return cache
+
+
+class _TerminalStream(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.fixture
+def in_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """stdin and stderr say they are a terminal, as when a person runs the command (nothing is read)."""
+    monkeypatch.setattr(sys, "stdin", _TerminalStream())
+    monkeypatch.setattr(sys, "stderr", _TerminalStream())
 
 
 @pytest.fixture

@@ -176,6 +176,25 @@ def test_no_sign_in_fails_the_token_check_with_the_login_command(make_proxy: Pro
     }
 
 
+def test_no_sign_in_in_a_terminal_says_doctor_does_not_sign_in_not_that_there_is_no_terminal(
+    make_proxy: ProxyFactory, in_a_terminal: None
+) -> None:
+    proxy = make_proxy()
+
+    report = run_checks(proxy.url, AUD)
+
+    token = _check(report, "token")
+    assert token.status == "fail"
+    assert token.detail == (
+        f"not signed in for audience {AUD}: no login stored; "
+        "doctor does not sign in (it never opens a browser)"
+    )
+    assert token.fix == (
+        f"sign in, then run doctor again: flyte-iap login --audience {AUD} --client-id <DESKTOP_CLIENT_ID> "
+        "--client-secrets-file <DESKTOP_CLIENT_JSON>"
+    )
+
+
 def test_missing_grpcio_fails_the_grpc_check_with_the_extra_to_install(
     make_proxy: ProxyFactory, signed_in: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

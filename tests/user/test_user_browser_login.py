@@ -151,7 +151,8 @@ def test_timeout_when_the_browser_never_comes_back(fake_google: FakeGoogle) -> N
     assert time.monotonic() - started < 30  # it ended by itself
 
 
-def test_no_browser_shows_the_url_and_the_ssh_forward_hint(fake_google: FakeGoogle) -> None:
+def _sign_in_without_browser(fake_google: FakeGoogle, port: int = 0) -> tuple[int, str, list[str]]:
+    """Sign in with ``open_browser=False``; the redirect port, the lines shown and the URLs opened."""
     lines: list[str] = []
     done = threading.Event()
 
@@ -164,13 +165,36 @@ def test_no_browser_shows_the_url_and_the_ssh_forward_hint(fake_google: FakeGoog
 
     opened: list[str] = []
     grant = authorize(
-        fake_google.DESKTOP_CLIENT_ID, open_browser=False, opener=opened.append, notify=notify, timeout=20
+        fake_google.DESKTOP_CLIENT_ID,
+        port=port,
+        open_browser=False,
+        opener=opened.append,
+        notify=notify,
+        timeout=20,
     )
-    port = urllib.parse.urlsplit(grant.redirect_uri).port
+    redirect_port = urllib.parse.urlsplit(grant.redirect_uri).port
+    assert redirect_port is not None
+    return redirect_port, "\n".join(lines), opened
+
+
+def test_no_browser_shows_the_url_and_the_ssh_forward_hint(fake_google: FakeGoogle) -> None:
+    port, text, opened = _sign_in_without_browser(fake_google)
     assert opened == []
-    text = "\n".join(lines)
     assert fake_google.auth_uri in text
     assert f"ssh -N -L {port}:127.0.0.1:{port}" in text
+    assert "use --port to keep the same port between logins" in text  # the port was ephemeral
+
+
+def test_forward_hint_does_not_suggest_port_when_the_port_was_given(fake_google: FakeGoogle) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        fixed = s.getsockname()[1]
+
+    port, text, _ = _sign_in_without_browser(fake_google, port=fixed)
+
+    assert port == fixed
+    assert f"ssh -N -L {fixed}:127.0.0.1:{fixed} <this host>" in text
+    assert "--port" not in text
 
 
 def test_a_browser_that_cannot_open_falls_back_to_showing_the_url(fake_google: FakeGoogle) -> None:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import http.server
 import json
+import logging
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import requests
@@ -20,7 +22,14 @@ from flyte_iap.user_tokens import login_user
 
 class _Echo(http.server.BaseHTTPRequestHandler):
     def do_GET(self) -> None:
-        body = json.dumps({k.lower(): v for k, v in self.headers.items()}).encode()
+        self._reply({k.lower(): v for k, v in self.headers.items()})
+
+    def do_POST(self) -> None:
+        received = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        self._reply({"body": received.decode()})
+
+    def _reply(self, payload: dict[str, str]) -> None:
+        body = json.dumps(payload).encode()
         status = 401 if self.path == "/backend-401" else 200
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
@@ -79,23 +88,64 @@ def test_requests_pass_iap_with_the_user_token_and_keep_their_own_authorization(
     assert fake_google.requests_to("/token") == []  # the cached token was used
 
 
-def test_a_token_iap_rejects_is_replaced_and_the_request_sent_once_more(
-    iap: IapProxy, signed_in: str, aud: str, fake_google: FakeGoogle, isolated_env: object
-) -> None:
-    # A token that looks fine locally but whose signature IAP refuses (say, revoked keys).
+@pytest.fixture
+def refused_token(signed_in: str, aud: str, fake_google: FakeGoogle) -> str:
+    """The cached token looks fine locally but IAP refuses its signature (say, revoked keys)."""
     cache = TokenCache()
     record = cache.read("user", aud, fake_google.DESKTOP_CLIENT_ID)
     assert record is not None
     header, payload, _ = signed_in.split(".")
-    cache.write(
-        "user", aud, fake_google.DESKTOP_CLIENT_ID, {**record, "id_token": f"{header}.{payload}.AAAA"}
-    )
+    refused = f"{header}.{payload}.AAAA"
+    cache.write("user", aud, fake_google.DESKTOP_CLIENT_ID, {**record, "id_token": refused})
+    return refused
 
+
+def test_a_token_iap_rejects_is_replaced_and_the_request_sent_once_more(
+    iap: IapProxy, refused_token: str, aud: str, fake_google: FakeGoogle
+) -> None:
     response = requests.get(iap.url + "/x", auth=IapAuth(aud), timeout=10)
 
     assert response.status_code == 200
     assert [r.status_code for r in response.history] == [401]
     assert iap.rejected["http"] == 1 and iap.passed["http"] == 1
+    assert len(fake_google.requests_to("/token")) == 1
+
+
+def test_a_file_body_is_sent_again_whole_from_where_it_started_after_iap_refuses_the_token(
+    iap: IapProxy, refused_token: str, aud: str, tmp_path: Path
+) -> None:
+    upload = tmp_path / "upload.txt"
+    upload.write_text("skipped:" + "workflow spec " * 500)
+    with upload.open("rb") as body:
+        body.seek(len("skipped:"))  # the body starts where the file stands when the request is made
+
+        response = requests.post(iap.url + "/upload", data=body, auth=IapAuth(aud), timeout=5)
+
+    assert response.status_code == 200
+    assert [r.status_code for r in response.history] == [401]
+    assert response.json()["body"] == "workflow spec " * 500
+    assert iap.rejected["http"] == 1 and iap.passed["http"] == 1
+
+
+def test_a_generator_body_is_not_sent_again_after_iap_refuses_the_token_but_the_next_request_passes(
+    iap: IapProxy, refused_token: str, aud: str, fake_google: FakeGoogle, caplog: pytest.LogCaptureFixture
+) -> None:
+    def chunks() -> Iterator[bytes]:
+        yield b"first,"
+        yield b"second"
+
+    auth = IapAuth(aud)
+    with caplog.at_level(logging.DEBUG, logger="flyte_iap.requests_auth"):
+        response = requests.post(iap.url + "/upload", data=chunks(), auth=auth, timeout=5)
+
+    assert response.status_code == 401 and response.history == []
+    assert response.headers["x-goog-iap-generated-response"] == "true"
+    assert iap.passed["http"] == 0  # an empty body never reached the backend
+    assert "generator body was consumed and cannot be rewound" in caplog.text
+    assert auth.token() != refused_token  # already replaced: the caller's next try carries the new one
+    again = requests.post(iap.url + "/upload", data=chunks(), auth=auth, timeout=5)
+    assert again.status_code == 200 and again.history == []
+    assert again.json()["body"] == "first,second"
     assert len(fake_google.requests_to("/token")) == 1
 
 

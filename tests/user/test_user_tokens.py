@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import stat
 import sys
@@ -286,12 +287,34 @@ def test_invalid_client_is_reported_and_the_grant_is_kept(
     assert record is not None and record.get("refresh_token")
 
 
-def test_without_a_login_and_without_a_terminal_it_fails_at_once(fake_google: FakeGoogle, aud: str) -> None:
+def test_without_a_login_and_without_a_terminal_it_fails_at_once(
+    fake_google: FakeGoogle, aud: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys, "stdin", io.StringIO())  # not a terminal
     with pytest.raises(LoginRequiredError) as caught:
-        get_user_id_token(aud, client_id="456-desktop.apps.googleusercontent.com", interactive=False)
+        get_user_id_token(aud, client_id="456-desktop.apps.googleusercontent.com")
     assert "no terminal" in caught.value.message
     assert "flyte-iap login --audience" in caught.value.hint
     assert "--client-id 456-desktop.apps.googleusercontent.com" in caught.value.hint
+    assert fake_google.requests == []
+
+
+def test_interactive_false_in_a_terminal_blames_the_setting_not_the_terminal(
+    fake_google: FakeGoogle, aud: str, in_a_terminal: None
+) -> None:
+    with pytest.raises(LoginRequiredError) as caught:
+        get_user_id_token(aud, client_id="456-desktop.apps.googleusercontent.com", interactive=False)
+    error = caught.value
+    assert error.message == (
+        f"not signed in for audience {aud}: no login stored, "
+        "and signing in was not allowed (interactive=False)"
+    )
+    assert error.reason == "no login stored"
+    assert error.login_command == (
+        f"flyte-iap login --audience {aud} --client-id 456-desktop.apps.googleusercontent.com "
+        "--client-secrets-file <DESKTOP_CLIENT_JSON>"
+    )
+    assert error.hint.endswith(error.login_command)
     assert fake_google.requests == []
 
 
