@@ -591,8 +591,9 @@ def _grpc_failure(code: Any, details: str, *, http_passed: bool) -> Check:
             "grpc",
             FAIL,
             f"gRPC through IAP did not reach flyteadmin ({what})",
-            "the load balancer cannot reach flyteadmin's gRPC port: annotate the gRPC Service with "
-            'cloud.google.com/app-protocols: \'{"grpc":"HTTP2"}\' and check its backend health check; see '
+            "the load balancer has no healthy HTTP/2 backend for the gRPC paths: they must go to a Service "
+            "port that serves TLS and is marked HTTP2 in cloud.google.com/app-protocols (a gateway's https "
+            "port, or flyteadmin's http port in secure mode), and its health check must pass; see "
             + _doc("deploy/grpc-backend.html"),
         )
     if name in ("UNKNOWN", "INTERNAL") and status is None:

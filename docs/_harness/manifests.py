@@ -25,8 +25,6 @@ from __future__ import annotations
 import difflib
 import json
 import re
-import subprocess
-import sys
 from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
@@ -390,15 +388,6 @@ def _envoy_upstreams(
                     yield f"{name_of(cm)}: cluster {cluster['name']} -> Service {m.group(1)}.{m.group(2)}, which is not in the set"
                 elif not any(p.get("port") == sock["port_value"] for p in target["spec"]["ports"]):
                     yield f"{name_of(cm)}: cluster {cluster['name']} -> {m.group(1)} port {sock['port_value']}, which the Service lacks"
-
-
-@cache
-def flyte_iap_check_available() -> bool:
-    """Whether the ``flyte-iap check`` command is registered (its library may land first)."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "flyte_iap", "check", "--help"], capture_output=True, text=True, cwd=REPO
-    )
-    return proc.returncode == 0
 
 
 def run_flyte_iap_check(text: str, label: str) -> list[str]:
