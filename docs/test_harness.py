@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from _harness import BlockFailure
 from _harness.cli_help import available
-from _harness.manifests import validate_values
+from _harness.manifests import chart_services, validate_values
 from _harness.sandbox import DocSandbox
 from _harness.shell import ShellBlock, output_matches, parse_console, parse_script
 
@@ -91,3 +91,58 @@ def test_values_key_typo_is_reported_with_the_key_it_meant() -> None:
     assert (
         validate_values("flyte-core", [{"flyteadmin": {"service": {"annotations": {"any": "thing"}}}}]) == []
     )
+
+
+def test_values_misspelled_nested_key_fails_below_a_documented_map() -> None:
+    values = {"flyteadmin": {"service": {"type": "ClusterIP", "anotations": {"cloud.google.com/neg": "{}"}}}}
+    assert validate_values("flyte-core", [values]) == [
+        "flyteadmin.service.anotations: not a value of the flyte-core chart v1.16.8 "
+        "(did you mean flyteadmin.service.annotations?)"
+    ]
+    assert validate_values("flyte-core", [{"configmap": {"adminServr": {"server": {}}}}]) == [
+        "configmap.adminServr: not a value of the flyte-core chart v1.16.8 (did you mean configmap.adminServer?)"
+    ]
+    assert validate_values("flyte-binary", [{"deployment": {"waitForDB": {"image": {"tagg": "16"}}}}]) == [
+        "deployment.waitForDB.image.tagg: not a value of the flyte-binary chart v1.16.8 "
+        "(did you mean deployment.waitForDB.image.tag?)"
+    ]
+
+
+def test_values_below_a_free_form_prefix_pass_but_the_prefix_must_be_a_mapping() -> None:
+    # configmap.adminServer is rendered verbatim into flyteadmin's server.yaml: its keys are flyteadmin's.
+    secure = {"configmap": {"adminServer": {"server": {"security": {"ssl": {"keyFile": "/k"}}}}}}
+    assert validate_values("flyte-core", [secure]) == []
+    assert (
+        validate_values("flyte-binary", [{"configuration": {"inline": {"any": {"flyte": "setting"}}}}]) == []
+    )
+    assert validate_values("flyte-binary", [{"serviceAccount": {"annotations": "iam.gke.io/x"}}]) == [
+        "serviceAccount.annotations: the chart expects a mapping, not 'iam.gke.io/x'"
+    ]
+    assert validate_values("flyte-binary", [{"service": {"type": {"name": "ClusterIP"}}}]) == [
+        "service.type: the chart expects a single value, not dict {'name': 'ClusterIP'}"
+    ]
+
+
+def test_flyte_binary_services_carry_service_annotations_like_the_chart() -> None:
+    values = {
+        "commonAnnotations": {"team": "ml", "order": "common"},
+        "service": {
+            "annotations": {"cloud.google.com/neg": '{"ingress": true}', "order": "service"},
+            "commonAnnotations": {"order": "service-common"},
+            "grpcAnnotations": {"order": "grpc"},
+            "labels": {"tier": "backend"},
+            "extraPorts": [{"name": "metrics", "port": 10254}],
+        },
+        "ingress": {"separateGrpcIngress": True},
+    }
+    http, grpc = chart_services("flyte-binary", "flyte-backend", values)
+    assert http["metadata"]["annotations"] == {
+        "team": "ml",
+        "order": "service-common",
+        "cloud.google.com/neg": '{"ingress": true}',
+    }
+    assert grpc["metadata"]["annotations"]["order"] == "grpc"
+    assert grpc["metadata"]["annotations"]["cloud.google.com/neg"] == '{"ingress": true}'
+    assert http["metadata"]["labels"]["tier"] == "backend"
+    assert [p["name"] for p in http["spec"]["ports"]] == ["http", "metrics"]
+    assert [p["name"] for p in grpc["spec"]["ports"]] == ["grpc"]

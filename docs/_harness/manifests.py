@@ -26,6 +26,7 @@ import difflib
 import json
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -214,10 +215,19 @@ def validate_envoy(text: str) -> list[str]:
 
 
 def chart_services(chart: str, release: str, values: dict[str, Any]) -> list[dict[str, Any]]:
-    """The Services the chart renders for these values (only what GKE's ingress reads: names, ports,
-    annotations, type), per the chart templates on flyteorg/flyte master (flyte-binary
-    templates/service/{http,grpc}.yaml and _helpers.tpl; flyte-core templates/admin/service.yaml and
-    templates/console/service.yaml)."""
+    """The Services the chart renders for these values: names, labels, annotations and the spec fields
+    GKE's ingress and the cross-reference checks read, per the chart templates on flyteorg/flyte master
+    (flyte-binary templates/service/{http,grpc}.yaml and _helpers.tpl; flyte-core
+    templates/admin/service.yaml and templates/console/service.yaml). ``tpl`` in values is not rendered.
+
+    Args:
+        chart: ``flyte-binary`` or ``flyte-core``.
+        release: the Helm release name.
+        values: the values file, as a mapping.
+
+    Returns:
+        The Service objects, in the order the chart renders them.
+    """
 
     def get(*keys: str, default: Any = None) -> Any:
         node: Any = values
@@ -225,13 +235,20 @@ def chart_services(chart: str, release: str, values: dict[str, Any]) -> list[dic
             if not isinstance(node, dict) or k not in node:
                 return default
             node = node[k]
-        return node
+        return default if node is None else node
 
-    def svc(name: str, annotations: dict[str, str], ports: list[dict[str, Any]], typ: str) -> dict[str, Any]:
+    def svc(
+        name: str,
+        annotations: dict[str, str],
+        ports: list[dict[str, Any]],
+        typ: str,
+        labels: dict[str, str] | None = None,
+        spec: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
         meta: dict[str, Any] = {
             "name": name,
             "namespace": NAMESPACE,
-            "labels": {"app.kubernetes.io/managed-by": "Helm"},
+            "labels": {"app.kubernetes.io/managed-by": "Helm", **(labels or {})},
         }
         if annotations:
             meta["annotations"] = annotations
@@ -239,29 +256,67 @@ def chart_services(chart: str, release: str, values: dict[str, Any]) -> list[dic
             "apiVersion": "v1",
             "kind": "Service",
             "metadata": meta,
-            "spec": {"type": typ, "ports": ports},
+            "spec": {"type": typ, **(spec or {}), "ports": ports},
         }
 
     if chart == "flyte-binary":
         name = get("fullnameOverride") or (
             release if "flyte-binary" in release else f"{release}-flyte-binary"
         )
-        common = {**(get("commonAnnotations") or {}), **(get("service", "commonAnnotations") or {})}
         typ = get("service", "type", default="ClusterIP")
-        http = {"name": "http", "port": int(get("service", "ports", "http") or 8088), "targetPort": "http"}
-        grpc = {"name": "grpc", "port": int(get("service", "ports", "grpc") or 8089), "targetPort": "grpc"}
+        exposed = typ in ("NodePort", "LoadBalancer")
+        # Both Service templates write the annotation maps one after the other in this order, so a key
+        # set in a later map wins (the YAML parser keeps the last duplicate).
+        common = {
+            **get("commonAnnotations", default={}),
+            **get("service", "annotations", default={}),
+            **get("service", "commonAnnotations", default={}),
+        }
+        labels = {**get("commonLabels", default={}), **get("service", "labels", default={})}
+        spec: dict[str, Any] = {}
+        if exposed:
+            spec["externalTrafficPolicy"] = str(get("service", "externalTrafficPolicy", default="Cluster"))
+        if typ == "LoadBalancer" and get("service", "loadBalancerSourceRanges"):
+            spec["loadBalancerSourceRanges"] = list(get("service", "loadBalancerSourceRanges"))
+        if typ == "LoadBalancer" and get("service", "loadBalancerIP"):
+            spec["loadBalancerIP"] = get("service", "loadBalancerIP")
+        if typ == "ClusterIP" and get("service", "clusterIP"):
+            spec["clusterIP"] = get("service", "clusterIP")
+
+        def port(port_name: str, default: int) -> dict[str, Any]:
+            out: dict[str, Any] = {
+                "name": port_name,
+                "port": int(get("service", "ports", port_name) or default),
+                "targetPort": port_name,
+            }
+            node_port = get("service", "nodePorts", port_name)
+            if exposed and node_port:
+                out["nodePort"] = int(node_port)
+            return out
+
         separate = get("ingress", "separateGrpcIngress", default=True)
+        http_ports = [port("http", 8088)] + ([] if separate else [port("grpc", 8089)])
+        http_ports += list(get("service", "extraPorts", default=[]))
         out = [
             svc(
                 f"{name}-http",
-                {**common, **(get("service", "httpAnnotations") or {})},
-                [http] if separate else [http, grpc],
+                {**common, **get("service", "httpAnnotations", default={})},
+                http_ports,
                 typ,
+                labels,
+                spec,
             )
         ]
         if separate:
             out.append(
-                svc(f"{name}-grpc", {**common, **(get("service", "grpcAnnotations") or {})}, [grpc], typ)
+                svc(
+                    f"{name}-grpc",
+                    {**common, **get("service", "grpcAnnotations", default={})},
+                    [port("grpc", 8089)],
+                    typ,
+                    labels,
+                    spec,
+                )
             )
         return out
     admin_ports = [
@@ -413,59 +468,112 @@ def run_flyte_iap_check(text: str, label: str) -> list[str]:
 # -- Helm values ----------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class ChartKeys:
+    """The value keys of one chart, from ``docs/_data/helm-keys-<chart>.txt``.
+
+    ``exact`` maps a key path to its type (``string``, ``bool``, ``int`` or ``list``); ``free`` maps the
+    path of a free-form map (written ``path.*`` in the file) to ``object``: the value there must be a
+    mapping and nothing below it is checked. ``parents`` holds every path that has known keys below it.
+    """
+
+    exact: dict[str, str]
+    free: dict[str, str]
+    parents: frozenset[str]
+
+    def children(self, parent: str) -> list[str]:
+        """The known key paths directly below ``parent`` (``""`` for the top level)."""
+        depth = parent.count(".") + 1 if parent else 0
+        return sorted(
+            {
+                ".".join(k.split(".")[: depth + 1])
+                for k in (*self.exact, *self.free)
+                if (not parent or k.startswith(parent + ".")) and k.count(".") >= depth
+            }
+        )
+
+
+_TYPES = {"string", "bool", "int", "list"}
+
+
 @cache
-def chart_keys(chart: str) -> dict[str, str]:
-    keys: dict[str, str] = {}
-    for line in (DOCS / "_data" / f"helm-keys-{chart}.txt").read_text().splitlines():
-        if line.strip() and not line.startswith("#"):
-            path, typ = line.split()
-            keys[path] = typ
-    return keys
+def chart_keys(chart: str) -> ChartKeys:
+    exact: dict[str, str] = {}
+    free: dict[str, str] = {}
+    source = DOCS / "_data" / f"helm-keys-{chart}.txt"
+    for number, line in enumerate(source.read_text().splitlines(), 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        path, typ = line.split()
+        if path.endswith(".*") and typ == "object":
+            free[path[:-2]] = typ
+        elif typ in _TYPES and "*" not in path:
+            exact[path] = typ
+        else:
+            # An object key without `.*` would accept any misspelling below it: say which it is.
+            raise ValueError(f"{source.name}:{number}: {line!r}: write `path type` or `path.* object`")
+    parents = frozenset(
+        ".".join(k.split(".")[:i]) for k in (*exact, *free) for i in range(1, k.count(".") + 1)
+    )
+    return ChartKeys(exact, free, parents)
 
 
-def _leaves(node: Any, prefix: str = "") -> Iterable[tuple[str, Any]]:
-    if isinstance(node, dict) and node:
-        for k, v in node.items():
-            yield from _leaves(v, f"{prefix}.{k}" if prefix else str(k))
-    else:
-        yield prefix, node
+def _type_problem(path: str, typ: str, value: Any) -> str | None:
+    if value is None:
+        return None
+    if typ == "bool" and not isinstance(value, bool):
+        return f"{path}: the chart expects true or false, not {value!r}"
+    if typ == "int" and not (isinstance(value, int) and not isinstance(value, bool)):
+        return f"{path}: the chart expects a number, not {value!r}"
+    if typ == "object" and not isinstance(value, dict):
+        return f"{path}: the chart expects a mapping, not {value!r}"
+    if typ == "list" and not isinstance(value, list):
+        return f"{path}: the chart expects a list, not {value!r}"
+    if typ == "string" and isinstance(value, dict | list):
+        return f"{path}: the chart expects a single value, not {type(value).__name__} {value!r}"
+    return None
 
 
 def validate_values(chart: str, docs: list[Any]) -> list[str]:
-    """Every key path must exist in the chart (below an object or list key anything goes)."""
+    """Every key path must be a key of the chart or lie below one of its free-form maps.
+
+    Args:
+        chart: ``flyte-binary`` or ``flyte-core``.
+        docs: the YAML documents of the values file (one mapping).
+
+    Returns:
+        One problem per unknown key (with the nearest known key as a hint) or value of the wrong type.
+    """
     if len(docs) != 1 or not isinstance(docs[0], dict):
         return ["a Helm values file is one YAML mapping"]
     keys = chart_keys(chart)
-    intermediate = {".".join(k.split(".")[:i]) for k in keys for i in range(1, k.count(".") + 1)}
-    problems = []
-    for path, value in _leaves(docs[0]):
-        parts = path.split(".")
-        free = next(
-            (
-                ".".join(parts[:i])
-                for i in range(1, len(parts))
-                if keys.get(".".join(parts[:i])) in ("object", "list")
-            ),
-            None,
-        )
-        if free:
-            continue
-        typ = keys.get(path)
-        if typ is None:
-            if path in intermediate:
-                problems.append(f"{path}: the chart expects a mapping here, not {value!r}")
+    problems: list[str] = []
+
+    def walk(node: dict[Any, Any], parent: str) -> None:
+        for key, value in node.items():
+            path = f"{parent}.{key}" if parent else str(key)
+            if path in keys.exact:
+                problems.extend(filter(None, [_type_problem(path, keys.exact[path], value)]))
+            elif path in keys.free:
+                problems.extend(filter(None, [_type_problem(path, "object", value)]))
+                # A free-form map may still have a few typed keys (flyteconnector.enabled).
+                for child, child_value in (value if isinstance(value, dict) else {}).items():
+                    child_path = f"{path}.{child}"
+                    if child_path in keys.exact:
+                        typ = keys.exact[child_path]
+                        problems.extend(filter(None, [_type_problem(child_path, typ, child_value)]))
+            elif path in keys.parents:
+                if isinstance(value, dict):
+                    walk(value, path)
+                elif value is not None:
+                    problems.append(f"{path}: the chart expects a mapping here, not {value!r}")
             else:
-                close = difflib.get_close_matches(path, list(keys), n=1)
+                siblings = keys.children(parent)
+                close = difflib.get_close_matches(path, siblings, n=1, cutoff=0.75)
                 hint = f" (did you mean {close[0]}?)" if close else ""
                 problems.append(f"{path}: not a value of the {chart} chart {CHART_VERSION}{hint}")
-        elif typ == "bool" and not isinstance(value, bool):
-            problems.append(f"{path}: the chart expects true or false, not {value!r}")
-        elif typ == "int" and not (isinstance(value, int) and not isinstance(value, bool)):
-            problems.append(f"{path}: the chart expects a number, not {value!r}")
-        elif typ == "object" and not isinstance(value, dict):
-            problems.append(f"{path}: the chart expects a mapping, not {value!r}")
-        elif typ == "list" and not isinstance(value, list):
-            problems.append(f"{path}: the chart expects a list, not {value!r}")
+
+    walk(docs[0], "")
     return problems
 
 
