@@ -201,18 +201,23 @@ _COBRA_FLAG_HELM = re.compile(
 )
 
 
+def _add_kubectl_flags(flags: dict[str, bool], text: str) -> None:
+    """Flags in kubectl's help layout; a flag takes a value unless its default is a boolean."""
+    for m in _COBRA_FLAG_KUBECTL.finditer(text):
+        short, name, default = m.group(1), m.group(2), m.group(3).strip("'")
+        takes = default not in ("false", "true")
+        flags[name] = takes
+        if short:
+            flags[short] = takes
+
+
 def _cobra_spec(tool: str, path: tuple[str, ...]) -> CommandSpec:
     text = help_text(tool, path)
     spec = CommandSpec(tool, path, False, text=text)
     for block in re.finditer(r"^[A-Z][^\n]*[Cc]ommands[^\n]*:\n((?:  +\S.*\n)+)", text, re.MULTILINE):
         spec.subcommands |= set(re.findall(r"^  ([a-z][a-z0-9-]*)\s", block.group(1), re.MULTILINE))
     spec.is_group = bool(spec.subcommands)
-    for m in _COBRA_FLAG_KUBECTL.finditer(text):
-        short, name, default = m.group(1), m.group(2), m.group(3).strip("'")
-        takes = default not in ("false", "true")
-        spec.flags[name] = takes
-        if short:
-            spec.flags[short] = takes
+    _add_kubectl_flags(spec.flags, text)
     for m in _COBRA_FLAG_HELM.finditer(text):
         short, name, typ = m.group(1), m.group(2), m.group(3)
         if name in spec.flags:
@@ -227,15 +232,9 @@ def _cobra_spec(tool: str, path: tuple[str, ...]) -> CommandSpec:
 
 @cache
 def kubectl_global_flags() -> dict[str, bool]:
-    spec = CommandSpec("kubectl", ("options",), False)
-    text = help_text("kubectl", ("options",))
-    for m in _COBRA_FLAG_KUBECTL.finditer(text):
-        short, name, default = m.group(1), m.group(2), m.group(3).strip("'")
-        takes = default not in ("false", "true")
-        spec.flags[name] = takes
-        if short:
-            spec.flags[short] = takes
-    return spec.flags
+    flags: dict[str, bool] = {}
+    _add_kubectl_flags(flags, help_text("kubectl", ("options",)))
+    return flags
 
 
 # -- click (flyte-iap) ----------------------------------------------------------------------------
