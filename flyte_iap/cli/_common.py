@@ -1,0 +1,115 @@
+"""What the command groups share: options named after their environment variables, token output."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from flyte_iap.idtoken import DEFAULT_MIN_VALID
+
+if TYPE_CHECKING:
+    from flyte_iap.cache import TokenCache
+
+Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
+
+
+def option(*names: str, **kwargs: Any) -> Decorator:
+    """``click.option`` whose environment variable is ``FLYTE_IAP_<LONGEST NAME>``.
+
+    Args:
+        names: the option's names (``"--client-id"``).
+        kwargs: ``click.option``'s keyword arguments; ``envvar`` and ``show_envvar`` may override ours.
+
+    Returns:
+        The decorator.
+    """
+    # A boolean pair "--insecure/--secure" is named after its first half: FLYTE_IAP_INSECURE.
+    longest = max((n.split("/")[0] for n in names if n.startswith("--")), key=len)
+    kwargs.setdefault("envvar", "FLYTE_IAP_" + longest.lstrip("-").replace("-", "_").upper())
+    kwargs.setdefault("show_envvar", True)
+    return click.option(*names, **kwargs)
+
+
+def echo_warnings(warnings: list[str]) -> None:
+    """Print library warnings (e.g. skipped cache files) on stderr, once each.
+
+    Args:
+        warnings: the messages; the list is emptied.
+    """
+    for message in dict.fromkeys(warnings):
+        click.echo(f"warning: {message}", err=True)
+    warnings.clear()
+
+
+def emit_token(token: str) -> None:
+    """Write a token to stdout: the token and a newline, nothing else.
+
+    Args:
+        token: what flytekit and flytectl send as ``proxy-authorization: Bearer <token>``.
+    """
+    sys.stdout.write(token + "\n")
+    sys.stdout.flush()
+
+
+@contextlib.contextmanager
+def token_cache() -> Iterator[TokenCache]:
+    """A token cache for one command.
+
+    Returns:
+        A context manager giving a new :class:`~flyte_iap.cache.TokenCache`, whose warnings are printed
+        on stderr when the block ends.
+    """
+    from flyte_iap.cache import TokenCache
+
+    cache = TokenCache()
+    try:
+        yield cache
+    finally:
+        echo_warnings(cache.warnings)
+
+
+def options(*decorators: Decorator) -> Decorator:
+    """Several options as one decorator.
+
+    Args:
+        decorators: options (from :func:`option`), listed in ``--help`` in this order.
+
+    Returns:
+        The decorator.
+    """
+
+    def apply(func: Callable[..., Any]) -> Callable[..., Any]:
+        for decorator in reversed(decorators):
+            func = decorator(func)
+        return func
+
+    return apply
+
+
+# -- options several commands share -----------------------------------------------------------------
+
+AUDIENCE_HELP = "OAuth client ID of the IAP-protected app: the token's audience (aud)."
+audience_option = option("--audience", required=True, metavar="CLIENT_ID", help=AUDIENCE_HELP)
+endpoint_option = option(
+    "--endpoint", required=True, metavar="URL", help="flyteadmin behind IAP: https://flyte.example.com."
+)
+
+
+def min_valid_option(help_text: str) -> Decorator:
+    return option(
+        "--min-valid",
+        type=click.FloatRange(min=0),
+        default=DEFAULT_MIN_VALID,
+        show_default=True,
+        help=help_text,
+    )
+
+
+# Commands are defined below, one block per area, each a thin wrapper over a library module.
+
+
+# -- user ID tokens: login / token / logout / generate-user-id-token (flyte_iap.user_tokens) ----------

@@ -1,0 +1,246 @@
+"""Deployment commands: config (client config files), doctor (a live deployment), check (manifests)."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from flyte_iap.cli import cli
+from flyte_iap.cli._common import audience_option, echo_warnings, endpoint_option, option
+
+# -- client configuration: config (flyte_iap.client_config) -----------------------------------------
+
+
+@cli.command("config", short_help="Print or write ~/.flyte/config.yaml.")
+@endpoint_option
+@audience_option
+@option(
+    "--client-id",
+    metavar="CLIENT_ID",
+    help="User mode: the Desktop OAuth client to sign in with (written into the token command).",
+)
+@option("--service-account", is_flag=True, help="Service-account mode (CI, workloads): `flyte-iap sa-token`.")
+@option(
+    "--impersonate-service-account",
+    metavar="SA_EMAIL",
+    help="Service-account mode, minting tokens for this account (implies --service-account).",
+)
+@option(
+    "--admin-auth",
+    type=click.Choice(["none", "pkce", "client-secret"]),
+    default="none",
+    show_default=True,
+    help="flyteadmin's own auth: none (authType left out), pkce (people), client-secret (CI).",
+)
+@option("--admin-client-id", metavar="ID", help="With --admin-auth client-secret: flyteadmin's client.")
+@option(
+    "--admin-client-secret-location",
+    metavar="FILE",
+    help="With --admin-auth client-secret: a file holding the client's secret.",
+)
+@option(
+    "--admin-client-secret-env-var",
+    metavar="NAME",
+    help="Or the environment variable holding it.",
+)
+@option(
+    "--insecure/--secure",
+    default=None,
+    help="Plaintext connection (local tests only) [default: from the endpoint's scheme, else secure].",
+)
+@option(
+    "--ca-cert",
+    metavar="FILE",
+    type=click.Path(exists=True, dir_okay=False),
+    help="A PEM bundle to trust instead of the system roots (admin.caCertFilePath).",
+)
+@option(
+    "--absolute-command",
+    is_flag=True,
+    help="Write flyte-iap's absolute path, for IDEs, notebooks and cron jobs whose PATH lacks it.",
+)
+@click.option(
+    "--output",
+    "-o",
+    metavar="FILE",
+    type=click.Path(dir_okay=False),
+    help="Write the file (0600, atomically) instead of printing it, e.g. ~/.flyte/config.yaml.",
+)
+@click.option("--force", is_flag=True, help="With --output: replace an existing file.")
+def config_command(
+    endpoint: str,
+    audience: str,
+    client_id: str | None,
+    service_account: bool,
+    impersonate_service_account: str | None,
+    admin_auth: str,
+    admin_client_id: str | None,
+    admin_client_secret_location: str | None,
+    admin_client_secret_env_var: str | None,
+    insecure: bool | None,
+    ca_cert: str | None,
+    absolute_command: bool,
+    output: str | None,
+    force: bool,
+) -> None:
+    """Print a Flyte client config (~/.flyte/config.yaml) for flytekit and flytectl behind IAP."""
+    from flyte_iap import client_config
+
+    settings = client_config.ClientConfig(
+        endpoint=endpoint,
+        audience=audience,
+        mode="service-account" if service_account or impersonate_service_account else "user",
+        client_id=client_id,
+        impersonate_service_account=impersonate_service_account,
+        admin_auth=admin_auth,
+        admin_client_id=admin_client_id,
+        admin_client_secret_location=admin_client_secret_location,
+        admin_client_secret_env_var=admin_client_secret_env_var,
+        insecure=insecure,
+        ca_cert_file=ca_cert,
+        command=client_config.installed_command() if absolute_command else "flyte-iap",
+    )
+    text = client_config.render(settings)
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    path = client_config.write(text, output, force=force)
+    click.echo(f"wrote {path}", err=True)
+
+
+# -- deployment checks: doctor (flyte_iap.doctor) ----------------------------------------------------
+
+
+@cli.command("doctor", short_help="Check a live deployment behind IAP.")
+@endpoint_option
+@audience_option
+@option("--client-id", metavar="CLIENT_ID", help="User mode: the Desktop OAuth client of the stored sign-in.")
+@option("--service-account", is_flag=True, help="Mint a service account's token instead of the user's.")
+@option("--impersonate-service-account", metavar="SA_EMAIL", help="Service-account mode, for this account.")
+@option(
+    "--key-file",
+    metavar="FILE",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Service-account mode, with this key file.",
+)
+@option(
+    "--ca-cert",
+    metavar="FILE",
+    type=click.Path(exists=True, dir_okay=False),
+    help="A PEM bundle to trust instead of the system roots (private CAs, local fakes).",
+)
+@option(
+    "--timeout",
+    type=click.FloatRange(min=0.1),
+    default=10.0,
+    show_default=True,
+    envvar="FLYTE_IAP_DOCTOR_TIMEOUT",
+    help="Seconds for each network operation.",
+)
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="text: one line per check; json: a machine-readable report.",
+)
+def doctor_command(
+    endpoint: str,
+    audience: str,
+    client_id: str | None,
+    service_account: bool,
+    impersonate_service_account: str | None,
+    key_file: str | None,
+    ca_cert: str | None,
+    timeout: float,
+    output_format: str,
+) -> None:
+    """Check a deployment behind IAP from here: DNS, TLS, IAP, the token, HTTP and gRPC through IAP.
+
+    Prints one line per check (PASS, FAIL or SKIP) and, for a failure, how to fix it. Exits 0 only when
+    every check passed.
+    """
+    import json
+
+    from flyte_iap.doctor import FAIL, PASS, run_checks
+
+    report = run_checks(
+        endpoint,
+        audience,
+        service_account=service_account,
+        impersonate_service_account=impersonate_service_account,
+        key_file=key_file,
+        client_id=client_id,
+        ca_cert=ca_cert,
+        timeout=timeout,
+    )
+    if output_format == "json":
+        click.echo(json.dumps(report.as_dict(), indent=2))
+    else:
+        width = max(len(c.name) for c in report.checks)
+        for check in report.checks:
+            mark = {PASS: "PASS", FAIL: "FAIL"}.get(check.status, "SKIP")
+            click.echo(f"{mark}  {check.name:<{width}}  {check.detail}")
+            if check.fix and check.status == FAIL:
+                click.echo(f"      {'':<{width}}  fix: {check.fix}")
+        passed = sum(c.status == PASS for c in report.checks)
+        click.echo(f"{passed}/{len(report.checks)} checks passed", err=True)
+    if not report.ok:
+        sys.exit(1)
+
+
+# -- manifest checks: check (flyte_iap.manifest_check) -----------------------------------------------
+
+
+@cli.command("check", short_help="Lint Kubernetes manifests for IAP.")
+@click.argument("paths", nargs=-1, metavar="[FILE|DIR|-]...")
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="text: one block per finding, summary on stderr; json: a machine-readable report on stdout.",
+)
+@option(
+    "--partial",
+    is_flag=True,
+    help="The input is knowingly incomplete: do not report references to objects outside it.",
+)
+@option("--ignore", metavar="RULE", multiple=True, help="Skip a rule (repeatable, or comma-separated IDs).")
+@click.option("--list-rules", is_flag=True, help="List the rules and exit.")
+def check_command(
+    paths: tuple[str, ...], output_format: str, partial: bool, ignore: tuple[str, ...], list_rules: bool
+) -> None:
+    """Check Kubernetes manifests for the mistakes that defeat IAP on GKE.
+
+    Reads multi-document YAML from files, directories (*.yaml, *.yml) and - (stdin), all checked
+    together as one deployment, e.g. `helm template flyte flyteorg/flyte-binary -f values.yaml |
+    flyte-iap check - gke/`. Kinds it does not know are ignored. An object can switch rules off
+    with the annotation `flyte-iap/ignore: IAP002,IAP032`.
+
+    Exit status: 0 no errors (warnings allowed), 1 errors found, 2 unreadable input.
+    """
+    from flyte_iap import manifest_check
+
+    if list_rules:
+        for rule_id, rule in sorted(manifest_check.RULES.items()):
+            click.echo(f"{rule_id}  {rule.severity:<7}  {rule.title}")
+        return
+    if not paths:
+        raise click.UsageError("give manifest files, directories, or - for standard input")
+    manifests, files = manifest_check.load_paths(paths)
+    skip = [part for value in ignore for part in value.split(",")]
+    findings = manifest_check.check_manifests(manifests, partial=partial, ignore=skip)
+    if not manifests:
+        echo_warnings([f"no Kubernetes objects found in {', '.join(paths)}"])
+    if output_format == "json":
+        click.echo(manifest_check.format_json(findings, files=files, objects=len(manifests)), nl=False)
+    else:
+        if findings:
+            click.echo(manifest_check.format_text(findings), nl=False)
+        click.echo(manifest_check.summary_line(findings, files=files, objects=len(manifests)), err=True)
+    if any(f.severity == manifest_check.ERROR for f in findings):
+        sys.exit(1)
