@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import sys
 from dataclasses import dataclass
@@ -122,6 +123,15 @@ def split_endpoint(endpoint: str) -> tuple[str, int | None, bool | None]:
     host = parts.hostname or ""
     if not host:
         raise ConfigurationError(f"no host in endpoint {endpoint!r}", "use e.g. https://flyte.example.com")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        # admin.endpoint is a gRPC target (host[:port]): flytekit and flytectl have nowhere to put a path,
+        # so dropping it silently would point the client somewhere the user did not mean.
+        root = f"{parts.scheme or 'https'}://{_hostport(host, port, default=-1)}"
+        raise ConfigurationError(
+            f"endpoint {endpoint!r} has a path ({parts.path or '?' + parts.query}); Flyte clients take "
+            "a host and port only",
+            f"use {root} (the console is at /console on the same host, and admin.endpoint has no path)",
+        )
     return host, port, insecure
 
 
@@ -354,3 +364,177 @@ def write(text: str, path: str | os.PathLike[str], *, force: bool = False) -> Pa
             f"cannot write {target}: {exc.strerror or exc}", "check the directory"
         ) from exc
     return target
+
+
+# -- checks on what users type --------------------------------------------------------------------
+
+# An OAuth client ID as Google issues it: the project number, a dash, an ID, and Google's domain.
+_CLIENT_ID_RE = re.compile(r"[0-9]+-[0-9A-Za-z_]+\.apps\.googleusercontent\.com")
+
+
+def audience_warnings(audience: str) -> list[str]:
+    """What is odd about an ``--audience`` value, as warnings (empty when it looks right).
+
+    IAP accepts a user's or service account's ID token only when its ``aud`` is the OAuth client ID of
+    the IAP-protected app, so anything else (a URL, a project name, a typo) fails at IAP later.
+
+    Args:
+        audience: the value given.
+
+    Returns:
+        Zero or one message.
+    """
+    value = audience.strip()
+    if not value or _CLIENT_ID_RE.fullmatch(value):
+        return []
+    return [
+        f"--audience {value!r} does not look like an OAuth client ID "
+        "(NUMBER-ID.apps.googleusercontent.com): IAP accepts only ID tokens whose audience is the "
+        "OAuth client ID of the IAP-protected app"
+    ]
+
+
+# -- reading the client config flytekit and flytectl use -------------------------------------------
+
+#: Larger than any real client config; a bigger "config" is refused unread.
+MAX_CONFIG_BYTES = 1 << 20
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    """What doctor needs from an existing Flyte client config (see :func:`read_config`).
+
+    Attributes:
+        path: the file read.
+        endpoint: ``https://host[:port]`` (or ``http://`` when ``admin.insecure`` is true).
+        audience: ``--audience`` of ``admin.proxyCommand``, or None when it has none.
+        mode: ``user`` (``flyte-iap token``), ``service-account`` (``flyte-iap sa-token``), or None when
+            the proxy command is not flyte-iap's.
+        client_id: ``--client-id`` of the proxy command.
+        impersonate_service_account: ``--impersonate-service-account`` of the proxy command.
+        key_file: ``--key-file`` of the proxy command.
+        ca_cert_file: ``admin.caCertFilePath``.
+    """
+
+    path: Path
+    endpoint: str
+    audience: str | None
+    mode: str | None = None
+    client_id: str | None = None
+    impersonate_service_account: str | None = None
+    key_file: str | None = None
+    ca_cert_file: str | None = None
+
+
+def default_config_path(environ: dict[str, str] | None = None, home: Path | None = None) -> Path | None:
+    """The YAML config flytekit would load when none is named, or None.
+
+    flytekit 1.16 looks, in order, at ``$FLYTECTL_CONFIG``, ``./flytekit.config`` and ``~/.flyte/config``
+    (both INI, from before flytectl) and ``~/.flyte/config.yaml`` (flytekit 1.16.31,
+    flytekit/configuration/file.py: ``get_config_file``); flytectl reads ``~/.flyte/config.yaml``.
+    Where flytekit would pick an INI file, this returns None: doctor cannot read the same settings.
+
+    Args:
+        environ: the environment (default: ``os.environ``).
+        home: the home directory (default: ``Path.home()``).
+
+    Returns:
+        The path of an existing YAML config, or None.
+    """
+    env = os.environ if environ is None else environ
+    named = env.get("FLYTECTL_CONFIG")
+    if named and Path(named).expanduser().exists():
+        return Path(named).expanduser()
+    home = Path.home() if home is None else home
+    if Path("flytekit.config").exists() or (home / ".flyte" / "config").exists():
+        return None
+    default = home / ".flyte" / "config.yaml"
+    return default if default.exists() else None
+
+
+def _bounded_text(path: Path) -> str:
+    import stat
+
+    hint = "pass a Flyte client config (YAML, as flyte-iap config writes it), or --endpoint and --audience"
+    try:
+        # O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused just below.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read {path}: {exc.strerror or exc}", hint) from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ConfigurationError(f"{path} is not a regular file", hint)
+        with os.fdopen(fd, "rb", closefd=False) as handle:
+            data = handle.read(MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read {path}: {exc.strerror or exc}", hint) from None
+    finally:
+        os.close(fd)
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigurationError(f"{path} is larger than {MAX_CONFIG_BYTES} bytes: not a client config", hint)
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise ConfigurationError(f"{path} is not UTF-8 text", hint) from None
+
+
+def _flag(command: list[str], name: str) -> str | None:
+    for i, arg in enumerate(command):
+        if arg == name and i + 1 < len(command):
+            return command[i + 1]
+        if arg.startswith(name + "="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def read_config(path: str | os.PathLike[str]) -> LoadedConfig:
+    """Read endpoint, audience and token mode from a Flyte client config (``~/.flyte/config.yaml``).
+
+    The audience is the ``--audience`` of ``admin.proxyCommand`` when that command is flyte-iap's
+    (``flyte-iap token`` or ``sa-token``, by any path); another proxy command yields ``audience=None``.
+
+    Args:
+        path: the file; ``~`` is expanded. At most :data:`MAX_CONFIG_BYTES` are read; a FIFO, a
+            directory or a device is refused.
+
+    Returns:
+        The :class:`LoadedConfig`.
+
+    Raises:
+        ConfigurationError: unreadable, not YAML, no ``admin.endpoint``, or values of the wrong type.
+    """
+    import yaml
+
+    target = Path(path).expanduser()
+    text = _bounded_text(target)
+    hint = "write it with flyte-iap config, or pass --endpoint and --audience"
+    try:
+        data = yaml.safe_load(text)
+    except (yaml.YAMLError, RecursionError) as exc:
+        raise ConfigurationError(f"{target} is not valid YAML: {str(exc).splitlines()[0]}", hint) from None
+    admin = data.get("admin") if isinstance(data, dict) else None
+    if not isinstance(admin, dict) or not isinstance(admin.get("endpoint"), str) or not admin["endpoint"]:
+        raise ConfigurationError(f"{target} has no admin.endpoint", hint)
+    insecure = admin.get("insecure", False)
+    if not isinstance(insecure, bool):
+        raise ConfigurationError(f"{target}: admin.insecure is not true or false", hint)
+    host, port, _ = split_endpoint(admin["endpoint"])
+    endpoint = f"{'http' if insecure else 'https'}://{_hostport(host, port, default=80 if insecure else 443)}"
+    ca_cert = admin.get("caCertFilePath")
+    command = admin.get("proxyCommand")
+    if command is not None and not (isinstance(command, list) and all(isinstance(a, str) for a in command)):
+        raise ConfigurationError(f"{target}: admin.proxyCommand is not a list of strings", hint)
+    command = command or []
+    mode = None
+    if len(command) >= 2 and Path(command[0]).name == "flyte-iap":
+        mode = {"token": "user", "sa-token": "service-account"}.get(command[1])
+    return LoadedConfig(
+        path=target,
+        endpoint=endpoint,
+        audience=_flag(command, "--audience") if mode else None,
+        mode=mode,
+        client_id=_flag(command, "--client-id") if mode else None,
+        impersonate_service_account=_flag(command, "--impersonate-service-account") if mode else None,
+        key_file=_flag(command, "--key-file") if mode else None,
+        ca_cert_file=ca_cert if isinstance(ca_cert, str) and ca_cert else None,
+    )

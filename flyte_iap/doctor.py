@@ -30,8 +30,13 @@ The checks, in order (a check whose prerequisite failed is ``skip``):
     message, if any, is turned into the fix.
 ``grpc``
     ``grpc.health.v1.Health/Check`` (service ``flyteadmin``) with the same header reaches flyteadmin
-    over HTTP/2 through the load balancer and IAP. Needs grpcio (``pip install 'flyte-iap[doctor]'``;
-    flytekit already brings it); imported only here.
+    over HTTP/2 through the load balancer and IAP. Needs grpcio (the ``doctor`` extra; flytekit
+    already brings it); imported only here. A failure is diagnosed from grpcio's own error: a refused
+    connection, a failed handshake or a non-HTTP/2 answer each get their own fix.
+
+When IAP is not in front of the endpoint (``iap-enforced`` saw an answer that is not IAP's),
+``iap-accepts`` and ``grpc`` are skipped, saying so: they test IAP. Each check is a step of
+:data:`STEPS`, which shares what it found with later steps through a :class:`Run`.
 """
 
 from __future__ import annotations
@@ -107,10 +112,6 @@ class Report:
         }
 
 
-def _doc(page: str) -> str:
-    return f"{DOCS_URL}/{page}"
-
-
 def run_checks(
     endpoint: str,
     audience: str,
@@ -148,61 +149,166 @@ def run_checks(
     secure = not insecure
     port = port or (443 if secure else 80)
     base = f"{'https' if secure else 'http'}://{host if ':' not in host else f'[{host}]'}:{port}"
-    report = Report(endpoint=base, audience=audience)
-    add = report.checks.append
-    verify: bool | str = ca_cert or True
+    sa_mode = bool(service_account or impersonate_service_account or key_file)
+    if token_provider is None:
+        if sa_mode:
 
-    dns = _check_dns(host, port)
-    add(dns)
-    if dns.status != PASS:
-        for name in list(CHECKS)[1:]:
-            add(Check(name, SKIP, "not run: the host does not resolve"))
-        return report
+            def token_provider() -> str:
+                return flyte_iap.get_service_account_id_token(
+                    audience, impersonate_service_account=impersonate_service_account, key_file=key_file
+                )
 
-    if secure:
-        tls, reachable = _check_tls(host, port, ca_cert, timeout, min_cert_days)
-    else:
-        tls = Check("tls", PASS, "plain HTTP endpoint: no TLS to check (IAP itself only serves HTTPS)")
-        reachable = True
-    add(tls)
-
-    if reachable:
-        add(_check_unauthenticated(base, verify, timeout))
-    else:
-        add(Check("iap-enforced", SKIP, "not run: the tls check failed"))
-
-    token: str | None = None
-    try:
-        if token_provider is not None:
-            token = token_provider()
-        elif service_account or impersonate_service_account or key_file:
-            token = flyte_iap.get_service_account_id_token(
-                audience, impersonate_service_account=impersonate_service_account, key_file=key_file
-            )
         else:
-            # never a browser: doctor must not hang waiting for a sign-in
-            token = flyte_iap.get_user_id_token(audience, client_id=client_id, interactive=False)
-        who = "service account" if (service_account or impersonate_service_account or key_file) else "user"
-        add(Check("token", PASS, f"minted a {who} ID token"))
-    except LoginRequiredError as exc:
-        add(_not_signed_in(audience, exc))
-    except FlyteIapError as exc:
-        add(Check("token", FAIL, exc.message, exc.hint))
 
-    if token is None:
-        for name in ("audience", "iap-accepts", "grpc"):
-            add(Check(name, SKIP, "not run: no token"))
-        return report
+            def token_provider() -> str:
+                # never a browser: doctor must not hang waiting for a sign-in
+                return flyte_iap.get_user_id_token(audience, client_id=client_id, interactive=False)
 
-    add(_check_audience(token, audience))
-    if reachable:
-        accepted = _check_authenticated(base, token, verify, timeout)
-        add(accepted)
-        add(_check_grpc(host, port, secure, ca_cert, token, timeout, http_passed=accepted.status == PASS))
-    else:
-        add(Check("iap-accepts", SKIP, "not run: the tls check failed"))
-        add(Check("grpc", SKIP, "not run: the tls check failed"))
+    run = Run(
+        host=host,
+        port=port,
+        secure=secure,
+        base=base,
+        audience=audience,
+        ca_cert=ca_cert,
+        timeout=timeout,
+        min_cert_days=min_cert_days,
+        mint=token_provider,
+        principal="service account" if sa_mode else "user",
+    )
+    report = Report(endpoint=base, audience=audience)
+    for name, step in STEPS:
+        check = Check(name, SKIP, f"not run: {run.halted}") if run.halted else step(run)
+        run.results[name] = check
+        report.checks.append(check)
     return report
+
+
+@dataclass
+class Run:
+    """What the checks of one :func:`run_checks` call share: the target, and what earlier checks found.
+
+    A step (an entry of :data:`STEPS`) reads it to decide whether it can run, and records what later
+    steps need (``reachable``, ``iap``, ``token``). Setting ``halted`` skips every later step with
+    that reason.
+    """
+
+    host: str
+    port: int
+    secure: bool
+    base: str
+    audience: str
+    ca_cert: str | None
+    timeout: float
+    min_cert_days: int
+    mint: Callable[[], str]
+    principal: str
+    #: outcomes so far, by check name
+    results: dict[str, Check] = field(default_factory=dict)
+    #: a verified connection is possible (the tls check did not rule it out)
+    reachable: bool = False
+    #: IAP answered the request without credentials (True), something else did (False), or unknown
+    iap: bool | None = None
+    token: str | None = None
+    halted: str | None = None
+
+    @property
+    def verify(self) -> bool | str:
+        """``requests``' ``verify``: the CA bundle given, else the system roots."""
+        return self.ca_cert or True
+
+
+def _doc(page: str) -> str:
+    return f"{DOCS_URL}/{page}"
+
+
+# -- the steps, in order ---------------------------------------------------------------------------
+
+
+def _step_dns(run: Run) -> Check:
+    check = _check_dns(run.host, run.port)
+    if check.status != PASS:
+        run.halted = "the host does not resolve"
+    return check
+
+
+def _step_tls(run: Run) -> Check:
+    if not run.secure:
+        run.reachable = True
+        return Check("tls", PASS, "plain HTTP endpoint: no TLS to check (IAP itself only serves HTTPS)")
+    check, run.reachable = _check_tls(run.host, run.port, run.ca_cert, run.timeout, run.min_cert_days)
+    return check
+
+
+def _step_iap_enforced(run: Run) -> Check:
+    if not run.reachable:
+        return Check("iap-enforced", SKIP, "not run: the tls check failed")
+    check, run.iap = _check_unauthenticated(run.base, run.verify, run.timeout)
+    return check
+
+
+def _step_token(run: Run) -> Check:
+    try:
+        run.token = run.mint()
+    except LoginRequiredError as exc:
+        return _not_signed_in(run.audience, exc)
+    except FlyteIapError as exc:
+        return Check("token", FAIL, exc.message, exc.hint)
+    return Check("token", PASS, f"minted a {run.principal} ID token")
+
+
+def _step_audience(run: Run) -> Check:
+    if run.token is None:
+        return Check("audience", SKIP, "not run: no token")
+    return _check_audience(run.token, run.audience)
+
+
+def _no_iap(run: Run) -> str:
+    return (
+        f"not run: IAP is not in front of {run.base} (see iap-enforced), so there is no IAP to accept a token"
+    )
+
+
+def _step_iap_accepts(run: Run) -> Check:
+    if run.token is None:
+        return Check("iap-accepts", SKIP, "not run: no token")
+    if not run.reachable:
+        return Check("iap-accepts", SKIP, "not run: the tls check failed")
+    if run.iap is False:
+        return Check("iap-accepts", SKIP, _no_iap(run))
+    return _check_authenticated(run.base, run.token, run.verify, run.timeout)
+
+
+def _step_grpc(run: Run) -> Check:
+    if run.token is None:
+        return Check("grpc", SKIP, "not run: no token")
+    if not run.reachable:
+        return Check("grpc", SKIP, "not run: the tls check failed")
+    if run.iap is False:
+        return Check("grpc", SKIP, _no_iap(run).replace("to accept a token", "to pass a gRPC call through"))
+    accepted = run.results.get("iap-accepts")
+    return _check_grpc(
+        run.host,
+        run.port,
+        run.secure,
+        run.ca_cert,
+        run.token,
+        run.timeout,
+        http_passed=accepted is not None and accepted.status == PASS,
+    )
+
+
+#: The checks in the order they run: ``(name, step)``; a step returns its :class:`Check` (``skip`` when
+#: what it needs is missing). A new check is a step appended here and a title in :data:`CHECKS`.
+STEPS: list[tuple[str, Callable[[Run], Check]]] = [
+    ("dns", _step_dns),
+    ("tls", _step_tls),
+    ("iap-enforced", _step_iap_enforced),
+    ("token", _step_token),
+    ("audience", _step_audience),
+    ("iap-accepts", _step_iap_accepts),
+    ("grpc", _step_grpc),
+]
 
 
 def _not_signed_in(audience: str, exc: LoginRequiredError) -> Check:
@@ -379,16 +485,20 @@ def _unreachable_fix(base: str) -> str:
     )
 
 
-def _check_unauthenticated(base: str, verify: bool | str, timeout: float) -> Check:
+def _check_unauthenticated(base: str, verify: bool | str, timeout: float) -> tuple[Check, bool | None]:
+    """The check, and whether IAP answered (None when nothing did)."""
     import requests
 
     url = base + "/healthcheck"
     try:
         response = _get(url, {}, verify, timeout)
     except requests.RequestException as exc:
-        return Check("iap-enforced", FAIL, f"GET {url} failed: {_reason(exc)}", _unreachable_fix(base))
+        failed = Check("iap-enforced", FAIL, f"GET {url} failed: {_reason(exc)}", _unreachable_fix(base))
+        return failed, None
     if response.headers.get(_IAP_HEADER, "").lower() == "true":
-        return Check("iap-enforced", PASS, f"IAP answered HTTP {response.status_code}: {_body(response)}")
+        return Check(
+            "iap-enforced", PASS, f"IAP answered HTTP {response.status_code}: {_body(response)}"
+        ), True
     if response.status_code < 300:
         return Check(
             "iap-enforced",
@@ -398,7 +508,7 @@ def _check_unauthenticated(base: str, verify: bool | str, timeout: float) -> Che
             "turn IAP on for the backend service: a BackendConfig with iap.enabled: true and the OAuth "
             "client's secret, attached to flyteadmin's Services (cloud.google.com/backend-config); see "
             + _doc("deploy/backendconfig.html"),
-        )
+        ), False
     return Check(
         "iap-enforced",
         FAIL,
@@ -406,7 +516,7 @@ def _check_unauthenticated(base: str, verify: bool | str, timeout: float) -> Che
         "something other than IAP answered (flyteadmin's own auth, another proxy, or a wrong host): "
         "check that the endpoint is the IAP-protected load balancer; see "
         + _doc("deploy/backendconfig.html"),
-    )
+    ), False
 
 
 def _check_audience(token: str, audience: str) -> Check:
@@ -535,11 +645,13 @@ def _check_grpc(
     try:
         import grpc
     except ImportError:
+        from flyte_iap.extras import install_hint
+
         return Check(
             "grpc",
             FAIL,
             "grpcio is not installed, so gRPC cannot be checked",
-            "pip install 'flyte-iap[doctor]' (flytekit installs grpcio too), then run doctor again",
+            f"{install_hint('doctor')}; flytekit installs grpcio too. Then run doctor again",
         )
     target = f"{host}:{port}" if ":" not in host else f"[{host}]:{port}"
     if secure:
@@ -556,12 +668,47 @@ def _check_grpc(
         status = _HEALTH_STATUS.get(answer[1] if len(answer) >= 2 and answer[0] == 0x08 else 0, "UNKNOWN")
         return Check("grpc", PASS, f"flyteadmin answered grpc.health.v1 Check: {status}")
     except grpc.RpcError as exc:
-        return _grpc_failure(exc.code(), exc.details() or "", http_passed=http_passed)
+        return _grpc_failure(exc.code(), exc.details() or "", http_passed=http_passed, target=target)
     finally:
         channel.close()
 
 
-def _grpc_failure(code: Any, details: str, *, http_passed: bool) -> Check:
+# What grpcio says when the call never got an HTTP answer (grpcio 1.6x-1.8x core messages), and what each
+# means: diagnosed from the error itself, so a refused connection is not blamed on the load balancer.
+_TRANSPORT_ERRORS = [
+    (
+        re.compile(r"connection refused", re.I),
+        "nothing accepts connections on {target} (Connection refused)",
+        "check the endpoint's host and port: the load balancer's address on 443, or, for a port-forward "
+        "or local test, that the process listens there",
+    ),
+    (
+        re.compile(r"errors resolving|name resolution|domain name not found|dns resolution", re.I),
+        "gRPC cannot resolve the host of {target}",
+        "check the endpoint's spelling and this machine's DNS; see " + "{doc_dns}",
+    ),
+    (
+        re.compile(r"handshake failed|ssl_error|certificate verify|tsi_", re.I),
+        "the TLS handshake for gRPC to {target} failed",
+        "gRPC checks the certificate like the tls check does: for a private CA pass --ca-cert (and set "
+        "admin.caCertFilePath); a server that is not TLS at all needs an http:// endpoint (admin.insecure)",
+    ),
+    (
+        re.compile(r"parsing http/2|http1\.x server|expected settings frame", re.I),
+        "{target} answered, but not with HTTP/2",
+        "gRPC needs HTTP/2 end to end: the gRPC paths must go to a Service port marked HTTP2 in "
+        "cloud.google.com/app-protocols; see {doc_grpc}",
+    ),
+    (
+        re.compile(r"connection reset|socket closed|broken pipe|connection aborted", re.I),
+        "the connection to {target} was closed before any answer",
+        "something on the path closes HTTP/2 connections (a proxy or firewall), or the backend restarted; "
+        "run doctor again, and compare with the iap-accepts check",
+    ),
+]
+
+
+def _grpc_failure(code: Any, details: str, *, http_passed: bool, target: str = "the endpoint") -> Check:
     name = getattr(code, "name", str(code))
     http = re.search(r"status: (\d{3})", details)
     status = int(http.group(1)) if http else None
@@ -584,18 +731,41 @@ def _grpc_failure(code: Any, details: str, *, http_passed: bool) -> Check:
             "add flyteadmin's gRPC paths (/flyteidl.service.*/*, /grpc.health.v1.Health/*) to the ingress, "
             "pointing at the gRPC port; see " + _doc("deploy/ingress.html"),
         )
-    unreachable = status is not None and status >= 500
-    if unreachable or (status is None and name in ("UNAVAILABLE", "DEADLINE_EXCEEDED")):
-        what = f"HTTP {status}" if status else f"{name}: {details[:200]}"
+    if status is not None and status >= 500:
         return Check(
             "grpc",
             FAIL,
-            f"gRPC through IAP did not reach flyteadmin ({what})",
+            f"gRPC through IAP did not reach flyteadmin (HTTP {status})",
             "the load balancer has no healthy HTTP/2 backend for the gRPC paths: they must go to a Service "
             "port that serves TLS and is marked HTTP2 in cloud.google.com/app-protocols (a gateway's https "
             "port, or flyteadmin's http port in secure mode), and its health check must pass; see "
             + _doc("deploy/grpc-backend.html"),
         )
+    if status is None:
+        for pattern, detail, fix in _TRANSPORT_ERRORS:
+            if pattern.search(details):
+                fill = {
+                    "target": target,
+                    "doc_dns": _doc("deploy/static-ip-dns.html"),
+                    "doc_grpc": _doc("deploy/grpc-backend.html"),
+                }
+                return Check("grpc", FAIL, f"{detail.format(**fill)} ({name})", fix.format(**fill))
+        if name == "DEADLINE_EXCEEDED":
+            return Check(
+                "grpc",
+                FAIL,
+                f"no gRPC answer from {target} within the timeout (DEADLINE_EXCEEDED)",
+                "a firewall may drop the traffic, or the backend hangs: try again with a larger --timeout, "
+                "and compare with the iap-accepts check",
+            )
+        if name == "UNAVAILABLE":
+            return Check(
+                "grpc",
+                FAIL,
+                f"the gRPC call to {target} failed before any HTTP answer (UNAVAILABLE: {details[:200]})",
+                "the message above is grpcio's own: compare with the tls and iap-accepts checks, which "
+                "reach the same host over HTTP",
+            )
     if name in ("UNKNOWN", "INTERNAL") and status is None:
         return Check(
             "grpc",

@@ -684,9 +684,11 @@ def _keyring_module() -> Any:
         import keyring
         import keyring.errors
     except ImportError:
+        from flyte_iap.extras import install_hint
+
         raise ConfigurationError(
             "--store keyring needs the keyring package, which is not installed",
-            "pip install 'flyte-iap[keyring]', or use --store file",
+            f"{install_hint('keyring')}, or use --store file",
         ) from None
     return keyring
 

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
 from flyte_iap.cli import cli
-from flyte_iap.cli._common import audience_option, echo_warnings, endpoint_option, option
+from flyte_iap.cli._common import AUDIENCE_HELP, audience_option, echo_warnings, endpoint_option, option
+
+if TYPE_CHECKING:
+    from flyte_iap.client_config import LoadedConfig
 
 # -- client configuration: config (flyte_iap.client_config) -----------------------------------------
 
@@ -102,6 +106,7 @@ def config_command(
         command=client_config.installed_command() if absolute_command else "flyte-iap",
     )
     text = client_config.render(settings)
+    echo_warnings(client_config.audience_warnings(audience))
     if output is None:
         click.echo(text, nl=False)
         return
@@ -113,8 +118,24 @@ def config_command(
 
 
 @cli.command("doctor", short_help="Check a live deployment behind IAP.")
-@endpoint_option
-@audience_option
+@option(
+    "--endpoint",
+    metavar="URL",
+    help="flyteadmin behind IAP: https://flyte.example.com [default: admin.endpoint of the client config].",
+)
+@option(
+    "--audience",
+    metavar="CLIENT_ID",
+    help=AUDIENCE_HELP + " [default: --audience of the client config's proxyCommand]",
+)
+@option(
+    "--config",
+    "config_file",
+    metavar="FILE",
+    type=click.Path(dir_okay=False),
+    help="The Flyte client config to take missing settings from [default: the one flytekit uses: "
+    "$FLYTECTL_CONFIG, else ~/.flyte/config.yaml].",
+)
 @option("--client-id", metavar="CLIENT_ID", help="User mode: the Desktop OAuth client of the stored sign-in.")
 @option("--service-account", is_flag=True, help="Mint a service account's token instead of the user's.")
 @option("--impersonate-service-account", metavar="SA_EMAIL", help="Service-account mode, for this account.")
@@ -147,8 +168,9 @@ def config_command(
     help="text: one line per check; json: a machine-readable report.",
 )
 def doctor_command(
-    endpoint: str,
-    audience: str,
+    endpoint: str | None,
+    audience: str | None,
+    config_file: str | None,
     client_id: str | None,
     service_account: bool,
     impersonate_service_account: str | None,
@@ -159,13 +181,36 @@ def doctor_command(
 ) -> None:
     """Check a deployment behind IAP from here: DNS, TLS, IAP, the token, HTTP and gRPC through IAP.
 
-    Prints one line per check (PASS, FAIL or SKIP) and, for a failure, how to fix it. Exits 0 only when
-    every check passed.
+    Settings not given as options come from the Flyte client config (--config, else the file flytekit
+    would use): the endpoint, the proxy command's --audience, its token mode and --client-id, and the
+    CA file. Prints one line per check (PASS, FAIL or SKIP) and, for a failure, how to fix it. Exits 0
+    only when every check passed.
     """
     import json
 
+    from flyte_iap import client_config
     from flyte_iap.doctor import FAIL, PASS, run_checks
 
+    if endpoint is None or audience is None:
+        loaded = _doctor_config(config_file)
+        endpoint = endpoint or loaded.endpoint
+        if audience is None:
+            audience = loaded.audience
+            # the token mode travels with the audience: both describe the same proxy command
+            client_id = client_id or loaded.client_id
+            service_account = service_account or loaded.mode == "service-account"
+            impersonate_service_account = impersonate_service_account or loaded.impersonate_service_account
+            key_file = key_file or loaded.key_file
+        ca_cert = ca_cert or loaded.ca_cert_file
+        if audience is None:
+            from flyte_iap.errors import ConfigurationError
+
+            raise ConfigurationError(
+                f"{loaded.path} has no flyte-iap proxy command to take the audience from",
+                "pass --audience, the IAP OAuth client ID (or write the file with flyte-iap config)",
+            )
+        click.echo(f"settings from {loaded.path}: endpoint {endpoint}, audience {audience}", err=True)
+    echo_warnings(client_config.audience_warnings(audience))
     report = run_checks(
         endpoint,
         audience,
@@ -189,6 +234,21 @@ def doctor_command(
         click.echo(f"{passed}/{len(report.checks)} checks passed", err=True)
     if not report.ok:
         sys.exit(1)
+
+
+def _doctor_config(config_file: str | None) -> LoadedConfig:
+    """The client config doctor takes missing settings from: --config, else flytekit's choice."""
+    from flyte_iap import client_config
+    from flyte_iap.errors import ConfigurationError
+
+    path = config_file or client_config.default_config_path()
+    if path is None:
+        raise ConfigurationError(
+            "no --endpoint and --audience, and no Flyte client config to read them from",
+            "pass --endpoint and --audience, or --config FILE (flyte-iap config writes one; flytekit "
+            "reads $FLYTECTL_CONFIG, else ~/.flyte/config.yaml)",
+        )
+    return client_config.read_config(path)
 
 
 # -- manifest checks: check (flyte_iap.manifest_check) -----------------------------------------------

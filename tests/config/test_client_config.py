@@ -124,7 +124,7 @@ def test_file_is_yaml_with_a_comment_header_naming_the_login_command() -> None:
     [
         ("flyte.example.com", ("flyte.example.com", None, None)),
         ("dns:///flyte.example.com:443", ("flyte.example.com", 443, None)),
-        ("https://flyte.example.com/console", ("flyte.example.com", None, False)),
+        ("https://flyte.example.com/", ("flyte.example.com", None, False)),
         ("http://localhost:30080", ("localhost", 30080, True)),
     ],
 )

@@ -205,7 +205,7 @@ def test_missing_grpcio_fails_the_grpc_check_with_the_extra_to_install(
 
     grpc_check = _check(report, "grpc")
     assert grpc_check.status == "fail"
-    assert "pip install 'flyte-iap[doctor]'" in (grpc_check.fix or "")
+    assert "pip install 'grpcio>=1.62' (flyte-iap's [doctor] extra)" in (grpc_check.fix or "")
 
 
 def _doctor(*args: str) -> subprocess.CompletedProcess[str]:
