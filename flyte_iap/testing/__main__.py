@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import shlex
 import signal
 import sys
@@ -28,7 +29,31 @@ from typing import Any
 READY_LINE = "# flyte-iap fakes ready; stop with Ctrl-C or SIGTERM"
 
 
+def _missing_extra(args: argparse.Namespace) -> str | None:
+    """Import what ``serve`` will start, before starting anything; the error lines if a module is missing."""
+    modules = ["flyte_iap.testing.fake_google"]
+    if args.flyteadmin:
+        modules += ["flyte_iap.testing.fake_flyteadmin", "flyte_iap.testing.iap_proxy"]
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            from flyte_iap.extras import install_hint
+
+            what = "serve --flyteadmin" if args.flyteadmin else "serve"
+            missing = (exc.name or str(exc)).split(".")[0]
+            return (
+                f"error: {what} needs the Python package {missing!r}, which is not installed\n"
+                f"hint: {install_hint('testing')}"
+            )
+    return None
+
+
 def _serve(args: argparse.Namespace) -> int:
+    problem = _missing_extra(args)
+    if problem:
+        print(problem, file=sys.stderr)
+        return 2
     from flyte_iap.testing.fake_google import FakeGoogle
 
     stop = threading.Event()

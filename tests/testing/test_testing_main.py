@@ -96,3 +96,40 @@ def test_browser_command_works_as_browser_for_webbrowser(
 
     assert webbrowser.open(authorize_url()) is True
     assert loopback.callbacks[0]["state"] == "state-123"
+
+
+# `serve` without the [testing] extra: simulated by making an import of the fakes fail in the child.
+_WITHOUT = (
+    "import sys\n"
+    "sys.modules[{module!r}] = None\n"
+    "from flyte_iap.testing.__main__ import main\n"
+    "sys.exit(main(sys.argv[1:]))\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("module", "args", "command"),
+    [
+        ("grpc", ["serve", "--flyteadmin"], "serve --flyteadmin"),
+        ("h2", ["serve", "--flyteadmin"], "serve --flyteadmin"),
+        ("cryptography", ["serve"], "serve"),
+    ],
+)
+def test_serve_without_the_testing_extra_is_a_one_line_error_with_the_install_hint(
+    module: str, args: list[str], command: str
+) -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", _WITHOUT.format(module=module), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+
+    assert result.returncode == 2
+    assert result.stdout == ""  # no export lines for fakes that never started
+    lines = result.stderr.splitlines()
+    assert lines[0] == f"error: {command} needs the Python package {module!r}, which is not installed"
+    assert lines[1].startswith("hint: pip install 'pyjwt[crypto]>=2.8'")
+    assert lines[1].endswith("(flyte-iap's [testing] extra)")
+    assert len(lines) == 2
