@@ -1,5 +1,5 @@
-"""Sessions: ``nox -s tests``, ``nox -s docs``, ``nox -s lint`` (the CI set), ``nox -s bench`` and
-``nox -s browser`` (opt-in).
+"""Sessions: ``nox -s tests``, ``nox -s docs``, ``nox -s lint`` (the CI set, with ``nox -s package``),
+``nox -s bench`` and ``nox -s browser`` (opt-in).
 
 Works with plain pip/virtualenv; uses uv when it is installed (``python -m pip install 'nox[uv]'``).
 """
@@ -92,3 +92,60 @@ def bench(session: nox.Session) -> None:
     """Side-by-side benchmarks against the bare interpreter and the old plugin (opt-in)."""
     _install(session, "bench")
     session.run("python", "benchmarks/run.py", *session.posargs)
+
+
+@nox.session(default=False)
+def package(session: nox.Session) -> None:
+    """Build the wheel and sdist into dist/, check them, and run the wheel from a clean virtualenv.
+
+    Checks: ``twine check --strict`` (metadata and README render on an index); the sdist holds what a
+    rebuild needs (a wheel built from it has the same files); the wheel holds the package and its data
+    files and no tests or docs; installed alone in a new virtualenv, ``flyte-iap --version`` prints the
+    version and ``flyte-iap --help`` runs. ``.github/workflows/release.yml`` publishes what this builds.
+    """
+    import glob
+    import shutil
+    import tarfile
+    import zipfile
+    from pathlib import Path
+
+    session.install(*nox.project.dependency_groups(PYPROJECT, "package"))
+    shutil.rmtree("dist", ignore_errors=True)
+    session.run("python", "-m", "build", "--sdist", "--wheel", "--outdir", "dist")
+    wheels, sdists = glob.glob("dist/*.whl"), glob.glob("dist/*.tar.gz")
+    if len(wheels) != 1 or len(sdists) != 1:
+        session.error(f"expected one wheel and one sdist in dist/, found {wheels + sdists}")
+    wheel, sdist = wheels[0], sdists[0]
+    session.run("twine", "check", "--strict", wheel, sdist)
+
+    names = zipfile.ZipFile(wheel).namelist()
+    required = ["flyte_iap/__init__.py", "flyte_iap/py.typed", "flyte_iap/cli/__init__.py"]
+    missing = [n for n in required if n not in names]
+    stray = sorted({n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")} - {"flyte_iap"})
+    if missing or stray:
+        session.error(f"wheel {wheel}: missing {missing}, unexpected top-level entries {stray}")
+    with tarfile.open(sdist) as archive:
+        members = {m.name.split("/", 1)[1] for m in archive.getmembers() if "/" in m.name}
+    for needed in ("pyproject.toml", "README.md", "CHANGELOG.md", "flyte_iap/__init__.py"):
+        if needed not in members:
+            session.error(f"sdist {sdist} lacks {needed}")
+
+    tmp = Path(session.create_tmp()).resolve()
+    rebuilt = tmp / "from-sdist"
+    shutil.rmtree(rebuilt, ignore_errors=True)
+    session.run("python", "-m", "build", "--wheel", "--outdir", str(rebuilt), sdist)
+    again = zipfile.ZipFile(next(rebuilt.glob("*.whl"))).namelist()
+    if sorted(again) != sorted(names):
+        session.error(f"a wheel built from the sdist differs: {sorted(set(names) ^ set(again))}")
+
+    venv = tmp / "clean-venv"
+    shutil.rmtree(venv, ignore_errors=True)
+    session.run("virtualenv", "--quiet", str(venv))
+    bindir = venv / "bin"
+    session.run(str(bindir / "python"), "-m", "pip", "install", "--quiet", wheel, external=True)
+    version = session.run(str(bindir / "flyte-iap"), "--version", external=True, silent=True)
+    expected = "flyte-iap, version " + Path(wheel).name.split("-")[1]
+    if not version or version.strip() != expected:
+        session.error(f"flyte-iap --version printed {version!r}")
+    session.run(str(bindir / "flyte-iap"), "--help", external=True, silent=True)
+    session.log(f"built and checked {wheel} and {sdist}; the wheel runs from a clean virtualenv: {version.strip()}")
