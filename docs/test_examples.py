@@ -91,3 +91,119 @@ def test_a_values_file_that_keeps_the_separate_grpc_service_breaks_the_gateway()
 
     objects += chart_services("flyte-binary", "flyte-backend", {"ingress": {"separateGrpcIngress": True}})
     assert any("flyte-backend-flyte-binary-http port 8089" in p for p in cross_references(objects))
+
+
+# -- links from the code to the guide -------------------------------------------------------------
+
+#: How the code and the examples spell a link to a page of the guide.
+_DOCS_LINKS = (
+    re.compile(r"\{DOCS_URL\}/([\w./#-]+)"),  # f"{DOCS_URL}/client/config.html"
+    re.compile(r"\b_doc\(\s*\"([\w./#-]+)\"\s*\)"),  # doctor's _doc("deploy/ingress.html")
+    re.compile(r"https://flyte-iap\.readthedocs\.io/en/latest/([\w./#-]+)"),
+)
+
+
+def _guide_links() -> list[tuple[str, str]]:
+    """``(where, page)`` for every link to the guide in flyte_iap/ and examples/, and each check rule's."""
+    from flyte_iap import DOCS_URL
+    from flyte_iap.manifest_check import RULES
+
+    found = []
+    roots = [DOCS.parent / "flyte_iap", EXAMPLES]
+    for path in sorted(p for root in roots for p in root.rglob("*") if p.is_file()):
+        if path.suffix not in (".py", ".yaml", ".yml", ".md", ".sh", ".json", ".toml"):
+            continue
+        text = path.read_text(errors="replace")
+        for pattern in _DOCS_LINKS:
+            for match in pattern.finditer(text):
+                line = text.count("\n", 0, match.start()) + 1
+                found.append((f"{path.relative_to(DOCS.parent)}:{line}", match.group(1)))
+    for rule_id, rule in RULES.items():
+        found.append((f"rule {rule_id}", rule.url.removeprefix(DOCS_URL + "/")))
+    return found
+
+
+def _page_source(page: str):
+    """The docs/ source of a built page (``deploy/ingress.html#anchor`` -> docs/deploy/ingress.md)."""
+    name = page.split("#", 1)[0].rstrip("/")
+    if not name.endswith(".html"):
+        return None
+    source = DOCS / (name.removesuffix(".html") + ".md")
+    excluded = (
+        any(part.startswith("_") for part in source.relative_to(DOCS).parts) or source.name == "README.md"
+    )
+    return source if source.is_file() and not excluded else None
+
+
+def test_code_links_to_the_guide_are_found() -> None:
+    """The scan is not vacuous: doctor's, the config header's and the check rules' links are all seen."""
+    wheres = {where.split(":")[0] for where, _ in _guide_links()}
+    assert {"flyte_iap/doctor.py", "flyte_iap/client_config.py", "flyte_iap/service_account.py"} <= wheres
+    assert any(w.startswith("rule ") for w in wheres)
+
+
+def test_every_link_from_the_code_to_the_guide_is_a_page_of_the_site() -> None:
+    broken = [f"{where}: {page}" for where, page in _guide_links() if _page_source(page) is None]
+    assert broken == []
+
+
+def test_a_link_to_a_page_that_does_not_exist_is_caught() -> None:
+    assert _page_source("deploy/ingress.html#anchor") is not None
+    assert _page_source("deploy/no-such-page.html") is None
+    assert _page_source("README.html") is None
+    assert _page_source("_harness/shell.html") is None
+
+
+# -- how to install flyte-iap ---------------------------------------------------------------------
+
+_INSTALL = re.compile(r"\bpip[x3]? install ([^`\n]*)")
+
+
+def _index_installs_of_this_project(text: str) -> list[str]:
+    """``pip install`` arguments in ``text`` that ask a package index for flyte-iap (which is on none)."""
+    import shlex
+
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    found = []
+    for match in _INSTALL.finditer(text):
+        try:
+            args = shlex.split(match.group(1), comments=True)
+        except ValueError:
+            args = match.group(1).split()
+        for arg in args:
+            if arg.startswith("-") or "/" in arg or arg.endswith(".whl") or arg.startswith("."):
+                continue
+            try:
+                name = Requirement(arg.strip("'\",;:()")).name
+            except InvalidRequirement:
+                continue
+            if re.sub(r"[-_.]+", "-", name).lower() == "flyte-iap":
+                found.append(arg)
+    return found
+
+
+def test_no_page_readme_or_hint_installs_flyte_iap_from_a_package_index() -> None:
+    repo = DOCS.parent
+    sources = [
+        repo / "README.md",
+        *DOCS.rglob("*.md"),
+        *(repo / "flyte_iap").rglob("*.py"),
+        *EXAMPLES.rglob("*"),
+    ]
+    offenders = [
+        f"{path.relative_to(repo)}: pip install {arg}"
+        for path in sources
+        if path.is_file() and "_build" not in path.parts and path.name != "install.md"
+        for arg in _index_installs_of_this_project(path.read_text(errors="replace"))
+    ]
+    assert offenders == []
+
+
+def test_index_installs_are_told_from_local_ones() -> None:
+    assert _index_installs_of_this_project("`pip install 'flyte-iap[keyring]'`") == ["flyte-iap[keyring]"]
+    assert _index_installs_of_this_project('pip install "flytekit>=1.13" flyte-iap\n') == ["flyte-iap"]
+    assert (
+        _index_installs_of_this_project("pip install ./flyte-iap 'dist/flyte_iap-1-py3-none-any.whl'") == []
+    )
+    assert _index_installs_of_this_project("pipx inject flyte-iap keyring") == []

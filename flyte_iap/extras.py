@@ -6,9 +6,9 @@ Example::
 
     install_hint("keyring")   # "pip install 'keyring>=24' (flyte-iap's [keyring] extra) in ..."
 
-flyte-iap may have been installed from a clone, a built wheel or with pipx, so ``pip install
-'flyte-iap[keyring]'`` is not a command that works everywhere: the hint names the extra's own
-requirements, read from the installed package's metadata, which pip installs from any index.
+flyte-iap may have been installed from a clone, a built wheel or with pipx, and is on no package
+index, so asking pip for ``flyte-iap[keyring]`` fails: the hint names the extra's own requirements
+instead, read from the installed package's metadata, which pip finds on any index.
 """
 
 from __future__ import annotations

@@ -25,8 +25,10 @@ line is a command and nothing is printed. What happens to a command depends on i
                 at :data:`~_harness.manifests.CHART_VERSION`, the release and namespace those the
                 manifests assume, and every values file must pass the chart's key check.
 ``export``      sets the variable for the page's later commands.
-``pip``         requirement names must be this project or one of its declared dependencies (not run:
-                the docs build has no network).
+``pip``         requirement names must be declared dependencies of this project (not run: the docs
+                build has no network); this project itself is installed from a clone (``./flyte-iap``)
+                or the wheel ``nox -s package`` builds, with extras it declares. ``pipx install`` the
+                same; ``pipx inject flyte-iap REQ...`` adds declared dependencies.
 ==============  ===================================================================================
 
 Any other program fails the block: add a rule here, or skip the block with a reason.
@@ -97,6 +99,10 @@ HELM_FLAGS: dict[tuple[str, ...], dict[str, bool]] = {
     ("uninstall",): {"--wait": False, "--timeout": True},
     ("get", "values"): {"--all": False, "-a": False, "--output": True, "-o": True, "--revision": True},
 }
+
+#: This project, as pip names it, and the start of its wheel's file name.
+PROJECT = "flyte-iap"
+WHEEL_PREFIX = "flyte_iap"
 
 #: Packages flyte-iap replaces (the migration guide uninstalls them).
 REPLACED_PACKAGES = {"flytekitplugins-identity-aware-proxy"}
@@ -552,25 +558,63 @@ class ShellBlock:
                 )
             record("console:pip")
             return
-        args = argv[argv.index("install") + 1 :] if "install" in argv else []
+        if argv[0] == "pipx" and argv[1:2] == ["inject"]:
+            # pipx inject VENV REQ...: add packages to flyte-iap's own pipx environment
+            if argv[2:3] != [PROJECT]:
+                raise self.fail(
+                    cmd, f"`pipx inject` adds packages to {PROJECT}'s environment: pipx inject {PROJECT} ..."
+                )
+            args = argv[3:]
+        else:
+            args = argv[argv.index("install") + 1 :] if "install" in argv else []
         if not args:
             raise self.fail(
                 cmd, "only `pip install ...` (and uninstalling what flyte-iap replaces) is documented"
             )
         for arg in args:
             if arg.startswith("-"):
-                if arg not in ("--upgrade", "-U", "--user"):
+                if arg not in ("--upgrade", "-U", "--user", "--force-reinstall"):
                     raise self.fail(cmd, f"pip option {arg} is not one this guide uses")
+                continue
+            if _is_local_install(arg):
+                self._check_local_install(cmd, arg)
                 continue
             try:
                 req = Requirement(arg)
             except InvalidRequirement as exc:
                 raise self.fail(cmd, f"{arg!r} is not a requirement: {exc}") from None
+            if _canonical(req.name) == PROJECT:
+                raise self.fail(
+                    cmd,
+                    f"{PROJECT} is not published on a package index: install it from a clone "
+                    f"(./{PROJECT}) or a built wheel (dist/{WHEEL_PREFIX}-*-py3-none-any.whl); see install.md",
+                )
             if _canonical(req.name) not in known_packages():
                 raise self.fail(
                     cmd, f"{req.name} is neither this project nor one of its declared dependencies"
                 )
         record("console:pip")
+
+    def _check_local_install(self, cmd: Command, arg: str) -> None:
+        """A clone (``./flyte-iap``, ``.``) or the wheel ``nox -s package`` builds, with known extras."""
+        path, _, extras = arg.partition("[")
+        names = [e.strip() for e in extras.rstrip("]").split(",") if e.strip()] if extras else []
+        declared = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+        unknown = [n for n in names if n not in declared]
+        if unknown:
+            raise self.fail(
+                cmd, f"{PROJECT} has no extra {', '.join(unknown)} (it has: {', '.join(declared)})"
+            )
+        name = path.rstrip("/").rsplit("/", 1)[-1]
+        if name.endswith(".whl"):
+            # what `nox -s package` builds: a pure-Python wheel named after the normalized project name
+            if not re.fullmatch(re.escape(WHEEL_PREFIX) + r"-(\*|[0-9][0-9a-z.+]*)-py3-none-any\.whl", name):
+                raise self.fail(
+                    cmd,
+                    f"{path}: the wheel `nox -s package` builds is {WHEEL_PREFIX}-VERSION-py3-none-any.whl",
+                )
+        elif path not in (".", "./") and name != PROJECT:
+            raise self.fail(cmd, f"{path}: install from the clone's directory, ./{PROJECT} (or . inside it)")
 
     def _check_file(self, cmd: Command, name: str, *, must_validate: bool, chart: str | None = None) -> None:
         path = (self.sandbox.cwd / name) if not Path(name).is_absolute() else Path(name)
@@ -602,6 +646,12 @@ def _unknown(command: str, name: str, known: dict[str, bool]) -> str:
 
 def _expand(value: str, env: dict[str, str]) -> str:
     return re.sub(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?", lambda m: env.get(m.group(1), m.group(0)), value)
+
+
+def _is_local_install(arg: str) -> bool:
+    """A path pip installs from (a directory or a wheel file), not a requirement on an index."""
+    path = arg.partition("[")[0]
+    return path in (".", "./") or "/" in path or path.endswith(".whl")
 
 
 def _canonical(name: str) -> str:
