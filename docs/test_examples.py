@@ -167,10 +167,12 @@ def _index_installs_of_this_project(text: str) -> list[str]:
 
     found = []
     for match in _INSTALL.finditer(text):
+        # the arguments end where prose or another command starts
+        words = re.split(r"\(|;|&&|\|\||\||#", match.group(1))[0]
         try:
-            args = shlex.split(match.group(1), comments=True)
+            args = shlex.split(words)
         except ValueError:
-            args = match.group(1).split()
+            args = words.split()
         for arg in args:
             if arg.startswith("-") or "/" in arg or arg.endswith(".whl") or arg.startswith("."):
                 continue
@@ -207,3 +209,31 @@ def test_index_installs_are_told_from_local_ones() -> None:
         _index_installs_of_this_project("pip install ./flyte-iap 'dist/flyte_iap-1-py3-none-any.whl'") == []
     )
     assert _index_installs_of_this_project("pipx inject flyte-iap keyring") == []
+
+
+# -- the try-it-locally page, as a reader copies it -------------------------------------------------
+
+
+def _fenced(text: str, info: str) -> list[str]:
+    return re.findall(r"^```" + re.escape(info) + r"[ \t]*\n(.*?)^```[ \t]*$", text, re.MULTILINE | re.DOTALL)
+
+
+def test_try_it_locally_has_a_terminal_walkthrough_that_the_doc_tests_run_whole() -> None:
+    text = (DOCS / "try-it-locally.md").read_text()
+    sessions = _fenced(text, "console session")
+    assert len(sessions) == 1
+    assert "$ python -m flyte_iap.testing serve --flyteadmin" in sessions[0]
+
+
+def test_try_it_locally_cells_are_plain_python_without_shell_escapes() -> None:
+    cells = _fenced((DOCS / "try-it-locally.md").read_text(), "{code-cell} ipython3")
+    assert cells
+    escapes = [line for cell in cells for line in cell.splitlines() if line.lstrip().startswith(("!", "%"))]
+    assert escapes == []
+
+
+def test_try_it_locally_never_puts_the_client_secret_on_a_command_line() -> None:
+    text = (DOCS / "try-it-locally.md").read_text()
+    # a secret on the command line shows in `ps` and in shell history: the page uses FLYTE_IAP_CLIENT_SECRET
+    assert re.findall(r"--client-secret\b(?!-)|\"--client-secret\"", text) == []
+    assert "FLYTE_IAP_CLIENT_SECRET" in text

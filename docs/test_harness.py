@@ -146,3 +146,52 @@ def test_flyte_binary_services_carry_service_annotations_like_the_chart() -> Non
     assert http["metadata"]["labels"]["tier"] == "backend"
     assert [p["name"] for p in http["spec"]["ports"]] == ["http", "metrics"]
     assert [p["name"] for p in grpc["spec"]["ports"]] == ["grpc"]
+
+
+# -- pip lines and ```console session blocks (the install page, the try-it-locally walkthrough) ---------
+
+
+def session(sandbox: DocSandbox, source: str) -> None:
+    ShellBlock(sandbox, PAGE).run_session(parse_console(source, 10))
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "$ pip install flyte-iap\n",
+        "$ pip install 'flyte-iap[keyring]'\n",
+        "$ python -m pip install ./flyte-iap[nosuchextra]\n",
+        "$ pip install dist/flyte_iap-0.1.0.tar.gz\n",
+        "$ pipx inject other-app keyring\n",
+    ],
+)
+def test_pip_lines_that_cannot_install_flyte_iap_fail(sandbox: DocSandbox, line: str) -> None:
+    with pytest.raises(BlockFailure):
+        run(sandbox, line)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "$ python -m pip install ./flyte-iap\n",
+        "$ pip install 'flytekit>=1.13.1' './flyte-iap[keyring,testing]'\n",
+        "$ python -m pip install dist/flyte_iap-*-py3-none-any.whl\n",
+        "$ pipx install ./flyte-iap\n",
+        "$ pipx inject flyte-iap keyring\n",
+    ],
+)
+def test_pip_lines_that_install_from_a_clone_or_the_built_wheel_pass(sandbox: DocSandbox, line: str) -> None:
+    run(sandbox, line)
+
+
+def test_a_session_keeps_state_between_commands_and_compares_every_output(sandbox: DocSandbox) -> None:
+    session(sandbox, '$ export GREETING=hello\n$ cd "$(mktemp -d)"\n$ echo "$GREETING"\nhello\n')
+    with pytest.raises(BlockFailure, match="output differs"):
+        session(sandbox, "$ echo one\ntwo\n")
+    with pytest.raises(BlockFailure, match="output differs"):
+        session(sandbox, "$ echo unshown output\n")
+
+
+def test_a_failing_session_command_fails_at_its_line(sandbox: DocSandbox) -> None:
+    with pytest.raises(BlockFailure, match=r"example\.md:11: `false`\nexited 1"):
+        session(sandbox, "$ true\n$ false\n$ echo never\nnever\n")

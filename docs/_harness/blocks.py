@@ -11,7 +11,8 @@ block in a language nobody evaluates fails instead of passing unseen:
 =====================================  ===========================================================
 ``python`` (and ``% invisible-code-``  executed in the page's namespace (``>>>`` blocks as doctests)
 ``block: python`` setup)
-``console``, ``bash``, ``sh``          :mod:`_harness.shell`
+``console``, ``bash``, ``sh``          :mod:`_harness.shell` (```` ```console session ````: the
+                                       whole transcript runs in one real bash)
 ``yaml``                               :mod:`_harness.manifests` (and must not copy a file of
                                        ``examples/``: include it instead)
 ``json``                               parsed
@@ -115,6 +116,9 @@ class DocBlockParser:
             name, args = _directive(info)
             if name is None:
                 yield from self._code(region, info.split()[0] if info else "", source, document)
+                if info.split()[1:2] == ["session"] and info.split()[0] in SHELL_TRANSCRIPT:
+                    # ```console session: one bash session a reader pastes whole (_harness.shell)
+                    region.parsed = (*region.parsed, True)
             elif name in CONTAINERS:
                 continue
             elif name in ("code-block", "code", "sourcecode"):
@@ -226,7 +230,7 @@ def _notebook_cell(example: Example) -> None:
 
 
 def _shell(example: Example) -> str | None:
-    language, source = example.parsed
+    language, source, *session = example.parsed
     sandbox = example.namespace["doc"]
     try:
         commands = (
@@ -234,6 +238,9 @@ def _shell(example: Example) -> str | None:
             if language in SHELL_TRANSCRIPT
             else parse_script(str(source), _line(example))
         )
+        if session:
+            ShellBlock(sandbox, example.path).run_session(commands)
+            return None
         ShellBlock(sandbox, example.path).run(commands)
     except BlockFailure as exc:
         message = str(exc)

@@ -36,6 +36,7 @@ Any other program fails the block: add a rule here, or skip the block with a rea
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import re
 import shlex
@@ -257,6 +258,79 @@ class ShellBlock:
             self.command(cmd)
         if self.skips:
             pytest.skip("; ".join(dict.fromkeys(self.skips)))
+
+    def run_session(self, commands: list[Command]) -> None:
+        """Run a ```` ```console session ```` block as one bash session, as a reader who pastes it.
+
+        Background jobs, ``export``, ``. ./file`` and ``cd`` carry over from command to command. Each
+        command must exit 0 and print what the page shows (every command's output is compared, and
+        one that shows none must print none). ``pip`` lines are only checked: the build has no network.
+        Whatever the session started is killed when it ends.
+        """
+        import os
+        import signal
+        import uuid
+
+        marker = f"@@flyte-iap-docs-{uuid.uuid4().hex}"
+        script = ["exec 2>&1"]
+        shown: list[Command] = []
+        for cmd in commands:
+            argv = _simple_commands(_substitutions(cmd.text)[0])[0][0]
+            if argv[0] in ("pip", "pip3", "pipx") or argv[1:3] == ["-m", "pip"]:
+                self.static(cmd, argv, piped=False)
+                continue
+            script.append(f"printf '\\n{marker} {len(shown)}\\n'")
+            script.append(cmd.text)
+            script.append(f"printf '\\n{marker} rc %s\\n' \"$?\"")
+            shown.append(cmd)
+        env = self.sandbox.env()
+        env["TMPDIR"] = str(self.sandbox.root)  # mktemp -d lands in the page's sandbox
+        process = subprocess.Popen(
+            ["bash", "--noprofile", "--norc"],
+            cwd=self.sandbox.cwd,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        try:
+            out, _ = process.communicate("\n".join(script) + "\n", timeout=180)
+        except subprocess.TimeoutExpired:
+            out = ""
+            raise self.fail(shown[0], "the session did not finish within 180 s") from None
+        finally:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        self.executed = True
+        parts = re.split(rf"\n?{re.escape(marker)} ", out)
+        results: dict[int, tuple[str, str]] = {}
+        index = -1
+        for part in parts[1:]:
+            head, _, body = part.partition("\n")
+            if head.startswith("rc "):
+                results[index] = (results.get(index, ("", ""))[0], head[3:].strip())
+                if body.strip():
+                    raise self.fail(shown[index], f"printed after the command ended:\n{body}")
+            else:
+                index = int(head)
+                results[index] = (body, "")
+        for i, cmd in enumerate(shown):
+            output, rc = results.get(i, (None, None))
+            if output is None or rc == "":
+                raise self.fail(cmd, f"the session stopped before this command ended; output:\n{out[-2000:]}")
+            if rc != "0":
+                raise self.fail(cmd, f"exited {rc}; output:\n{output}")
+            if not output_matches(cmd.expected, output):
+                raise self.fail(
+                    cmd,
+                    "output differs from the page.\nexpected:\n"
+                    + "\n".join(cmd.expected)
+                    + f"\ngot:\n{output}",
+                )
+            record(f"console:session:{cmd.text.split()[0]}")
 
     def command(self, cmd: Command) -> None:
         text, inner = _substitutions(cmd.text)
