@@ -121,7 +121,8 @@ def package(session: nox.Session) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     required = ["flyte_iap/__init__.py", "flyte_iap/py.typed", "flyte_iap/cli/__init__.py"]
     missing = [n for n in required if n not in names]
-    stray = sorted({n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")} - {"flyte_iap"})
+    tops = {n.split("/")[0] for n in names}
+    stray = sorted(t for t in tops if t != "flyte_iap" and not t.endswith(".dist-info"))
     if missing or stray:
         session.error(f"wheel {wheel}: missing {missing}, unexpected top-level entries {stray}")
     with tarfile.open(sdist) as archive:
@@ -148,4 +149,4 @@ def package(session: nox.Session) -> None:
     if not version or version.strip() != expected:
         session.error(f"flyte-iap --version printed {version!r}")
     session.run(str(bindir / "flyte-iap"), "--help", external=True, silent=True)
-    session.log(f"built and checked {wheel} and {sdist}; the wheel runs from a clean virtualenv: {version.strip()}")
+    session.log(f"checked {wheel} and {sdist}; the wheel runs from a clean virtualenv: {version.strip()}")

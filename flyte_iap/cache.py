@@ -4,7 +4,7 @@ Example::
 
     from flyte_iap.cache import TokenCache
 
-    cache = TokenCache()                       # FLYTE_IAP_CACHE_DIR or the XDG cache dir
+    cache = TokenCache()  # FLYTE_IAP_CACHE_DIR or the XDG cache dir
     with cache.lock("user", audience, client_id):
         record = cache.read("user", audience, client_id) or {}
         record["id_token"] = new_token

@@ -6,11 +6,11 @@ Example::
 
     config = ClientConfig(
         endpoint="https://flyte.example.com",
-        audience="123-iap.apps.googleusercontent.com",   # the IAP OAuth client ID
+        audience="123-iap.apps.googleusercontent.com",  # the IAP OAuth client ID
         client_id="456-desktop.apps.googleusercontent.com",
     )
-    text = render(config)                                 # YAML with a comment header
-    write(text, "~/.flyte/config.yaml", force=False)      # atomic, 0600, refuses to overwrite
+    text = render(config)  # YAML with a comment header
+    write(text, "~/.flyte/config.yaml", force=False)  # atomic, 0600, refuses to overwrite
 
 One file serves flytekit (``pyflyte``, ``FlyteRemote``, >= 1.10) and flytectl (>= 0.8.18): both read
 ``admin.endpoint``, ``admin.insecure``, ``admin.caCertFilePath``, ``admin.proxyCommand`` and

@@ -7,7 +7,7 @@ Example::
     report = run_checks("https://flyte.example.com", "123-iap.apps.googleusercontent.com")
     for check in report.checks:
         print(check.status, check.name, check.detail, check.fix or "")
-    report.ok            # True only when every check passed
+    report.ok  # True only when every check passed
 
 The checks, in order (a check whose prerequisite failed is ``skip``):
 

@@ -2,6 +2,8 @@
 
 Example::
 
+    import flyte_iap
+
     try:
         token = flyte_iap.get_user_id_token(audience)
     except flyte_iap.errors.FlyteIapError as exc:

@@ -4,7 +4,7 @@ Example::
 
     from flyte_iap.extras import install_hint
 
-    install_hint("keyring")   # "pip install 'keyring>=24' (flyte-iap's [keyring] extra) in ..."
+    install_hint("keyring")  # "pip install 'keyring>=24' (flyte-iap's [keyring] extra) in ..."
 
 flyte-iap may have been installed from a clone, a built wheel or with pipx, and is on no package
 index, so asking pip for ``flyte-iap[keyring]`` fails: the hint names the extra's own requirements

@@ -2,9 +2,11 @@
 
 Example::
 
+    from pathlib import Path
+
     from flyte_iap.private_file import write_private_file
 
-    write_private_file("/home/me/.flyte/config.yaml", text)   # mode 0600, never half-written
+    write_private_file(Path.home() / ".flyte" / "config.yaml", text)  # mode 0600, never half-written
 
 The text goes to a temporary file in the same directory, created 0600 whatever the umask, flushed to disk
 and renamed over the target, so a reader sees the old content or the new one, never half of one, and a

@@ -3,9 +3,10 @@
 Example::
 
     import requests
+
     import flyte_iap
 
-    auth = flyte_iap.IapAuth("123-web.apps.googleusercontent.com")   # after `flyte-iap login`
+    auth = flyte_iap.IapAuth("123-web.apps.googleusercontent.com")  # after `flyte-iap login`
     response = requests.get("https://flyte.example.com/api/v1/projects", auth=auth, timeout=30)
 
 The token goes in ``Proxy-Authorization: Bearer ...``, which IAP checks and strips, so the request's own

@@ -15,7 +15,7 @@ Example::
     if response.status != 200:
         raise transport.api_error(response, "Secret Manager")
 
-    credentials.refresh(transport.google_auth_request())   # the same policy for google-auth credentials
+    credentials.refresh(transport.google_auth_request())  # the same policy for google-auth credentials
 
 The policy, the same for every call:
 

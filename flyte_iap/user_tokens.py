@@ -4,12 +4,12 @@ Example::
 
     import flyte_iap
 
-    flyte_iap.login_user(                       # once, in a terminal: opens a browser
-        "123-web.apps.googleusercontent.com",   # the IAP app's OAuth client ID (the token audience)
+    flyte_iap.login_user(  # once, in a terminal: opens a browser
+        "123-web.apps.googleusercontent.com",  # the IAP app's OAuth client ID (the token audience)
         client_id="456-desktop.apps.googleusercontent.com",
         client_secret_gcp_secret="projects/my-proj/secrets/flyte-desktop-secret",
     )
-    token = flyte_iap.get_user_id_token("123-web.apps.googleusercontent.com")   # anywhere, any time after
+    token = flyte_iap.get_user_id_token("123-web.apps.googleusercontent.com")  # anywhere, any time after
     flyte_iap.logout_user("123-web.apps.googleusercontent.com", revoke=True)
 
 What is stored, per (audience, Desktop client ID), in the :class:`~flyte_iap.cache.TokenCache` record of

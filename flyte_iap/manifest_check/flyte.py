@@ -4,9 +4,9 @@ Example::
 
     from flyte_iap.manifest_check import flyte
 
-    flyte.component(service, index)              # "flyteadmin", "flyteconsole", "flyte-binary" or None
+    flyte.component(service, index)  # "flyteadmin", "flyteconsole", "flyte-binary" or None
     listener = flyte.admin_listener(service, port, index)
-    listener.role, listener.config.secure         # ("grpc", False): plaintext h2c on 8089
+    listener.role, listener.config.secure  # ("grpc", False): plaintext h2c on 8089
 
 Facts encoded here (flyteorg/flyte, branch ``master``, charts v1.16):
 

@@ -5,7 +5,7 @@ Example::
     from flyte_iap.manifest_check.loader import load_text
 
     [service] = load_text("kind: Service\\napiVersion: v1\\nmetadata: {name: flyteadmin}\\n", "svc.yaml")
-    service.ref                          # "Service/flyteadmin"
+    service.ref  # "Service/flyteadmin"
     service.line_of("metadata", "name")  # 3
 
 Helm output (``---`` separators, ``# Source:`` comments, empty documents) and ``kind: List`` documents

@@ -5,7 +5,7 @@ Example::
     from flyte_iap.manifest_check.report import format_text, rules_markdown
 
     print(format_text(findings), summary_line(findings, files=2, objects=40))
-    markdown = rules_markdown()     # the reference page's rule list, generated from the registry
+    markdown = rules_markdown()  # the reference page's rule list, generated from the registry
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Example::
 
     from flyte_iap.manifest_check import check_paths
 
-    [f.rule for f in check_paths(["examples/gke"])]   # e.g. ["IAP013"]: a Flyte backend without IAP
+    [f.rule for f in check_paths(["examples/gke"])]  # e.g. ["IAP013"]: a Flyte backend without IAP
 """
 
 from __future__ import annotations

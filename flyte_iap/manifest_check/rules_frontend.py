@@ -4,7 +4,7 @@ Example::
 
     from flyte_iap.manifest_check import check_paths
 
-    check_paths(["ingress.yaml", "certificate.yaml"])   # IAP031 if the certificate misses the host
+    check_paths(["ingress.yaml", "certificate.yaml"])  # IAP031 if the certificate misses the host
 """
 
 from __future__ import annotations

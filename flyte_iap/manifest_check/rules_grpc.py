@@ -4,7 +4,7 @@ Example::
 
     from flyte_iap.manifest_check import check_text
 
-    check_text(rendering, "flyte-core.yaml")   # IAP024 when gRPC reaches flyteadmin over HTTP/1.1
+    check_text(rendering, "flyte-core.yaml")  # IAP024 when gRPC reaches flyteadmin over HTTP/1.1
 
 The facts behind them: the GKE load balancer speaks HTTP/1.1 to a backend unless the Service's
 `cloud.google.com/app-protocols` says `HTTP2` for that port (by port *name*), and it speaks

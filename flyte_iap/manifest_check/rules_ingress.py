@@ -2,9 +2,11 @@
 
 Example::
 
+    from pathlib import Path
+
     from flyte_iap.manifest_check import check_text
 
-    check_text(open("service.yaml").read(), "service.yaml")   # IAP001 if flyteadmin is a LoadBalancer
+    check_text(Path("service.yaml").read_text(), "service.yaml")  # IAP001 if flyteadmin is a LoadBalancer
 """
 
 from __future__ import annotations

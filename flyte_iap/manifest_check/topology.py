@@ -5,7 +5,7 @@ Example::
     topology = Topology(Index(manifests))
     for ingress in topology.iap_ingresses:
         for backend in topology.backends(ingress):
-            topology.backend_config(backend)       # the BackendConfig GKE applies to that port
+            topology.backend_config(backend)  # the BackendConfig GKE applies to that port
 
 Computed once per check and shared by the rules, so each rule stays a short function.
 """

@@ -2,10 +2,12 @@
 
 Example::
 
+    import os
+
     from flyte_iap.testing import FakeGoogle
 
     with FakeGoogle() as google:
-        os.environ.update(google.env)      # point flyte-iap and google-auth at the fake
+        os.environ.update(google.env)  # point flyte-iap and google-auth at the fake
         ...
 
 From a shell, ``python -m flyte_iap.testing serve`` starts the fakes and prints the ``export`` lines to

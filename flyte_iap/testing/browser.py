@@ -4,7 +4,7 @@ Example::
 
     from flyte_iap.testing.browser import browse
 
-    result = browse(authorization_url)      # what a login flow would open with webbrowser.open()
+    result = browse(authorization_url)  # what a login flow would open with webbrowser.open()
     assert result.ok and result.code
 
 :meth:`flyte_iap.testing.FakeGoogle.browser` and ``python -m flyte_iap.testing browse URL`` use this.

@@ -4,14 +4,14 @@ Example::
 
     from flyte_iap.testing import FakeFlyteAdmin
 
-    with FakeFlyteAdmin(auth=True) as admin:          # or .start() / .stop()
-        admin.grpc_target     # "127.0.0.1:PORT"   (h2c, flyteidl's generated services)
-        admin.http_url        # "http://127.0.0.1:PORT"  (/healthcheck, /oauth2/token, /api/v1/projects)
-        admin.public_url = proxy.url    # what the auth metadata advertises (the IAP front door)
+    with FakeFlyteAdmin(auth=True) as admin:  # or .start() / .stop()
+        admin.grpc_target  # "127.0.0.1:PORT"   (h2c, flyteidl's generated services)
+        admin.http_url  # "http://127.0.0.1:PORT"  (/healthcheck, /oauth2/token, /api/v1/projects)
+        admin.public_url = proxy.url  # what the auth metadata advertises (the IAP front door)
         ...
-        admin.grpc_calls[-1].method     # "/flyteidl.service.AdminService/ListProjects"
-        admin.grpc_calls[-1].metadata   # {"flyte-authorization": "Bearer ...", ...}
-        admin.http_requests[-1].headers # lower-case header names
+        admin.grpc_calls[-1].method  # "/flyteidl.service.AdminService/ListProjects"
+        admin.grpc_calls[-1].metadata  # {"flyte-authorization": "Bearer ...", ...}
+        admin.http_requests[-1].headers  # lower-case header names
 
 What it answers, like flyteadmin (``flyteadmin/pkg/server/service.go``):
 

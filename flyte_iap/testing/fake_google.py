@@ -2,13 +2,15 @@
 
 Example::
 
+    import os
+
     from flyte_iap.testing import FakeGoogle
 
     with FakeGoogle(user_email="alice@example.com") as google:
-        os.environ.update(google.env)                       # flyte-iap and google-auth now talk to the fake
-        token = google.mint_id_token("my-iap-client-id")    # RS256, verifiable at google.certs_url
-        refresh = google.issue_refresh_token(google.DESKTOP_CLIENT_ID)   # skip the browser
-        google.fail_next(status=503, path="/token")         # the next token request fails
+        os.environ.update(google.env)  # flyte-iap and google-auth now talk to the fake
+        token = google.mint_id_token("my-iap-client-id")  # RS256, verifiable at google.certs_url
+        refresh = google.issue_refresh_token(google.DESKTOP_CLIENT_ID)  # skip the browser
+        google.fail_next(status=503, path="/token")  # the next token request fails
         ...
         assert google.requests_to("/token")[0].form["grant_type"] == "refresh_token"
 

@@ -4,15 +4,19 @@ Example::
 
     from flyte_iap.testing import FakeFlyteAdmin, FakeGoogle, IapProxy
 
-    with FakeGoogle() as google, FakeFlyteAdmin() as admin, IapProxy(
-        "123-iap.apps.googleusercontent.com",
-        certs_url=google.certs_url,
-        allowed=[google.user_email],
-        http_upstream=admin.http_url,
-        grpc_upstream=admin.grpc_target,
-    ) as iap:
-        iap.url            # "http://127.0.0.1:PORT": HTTP/1.1 and h2c gRPC on the same port, like :443
-        iap.endpoint       # "127.0.0.1:PORT" for admin.endpoint (dns:///...)
+    with (
+        FakeGoogle() as google,
+        FakeFlyteAdmin() as admin,
+        IapProxy(
+            "123-iap.apps.googleusercontent.com",
+            certs_url=google.certs_url,
+            allowed=[google.user_email],
+            http_upstream=admin.http_url,
+            grpc_upstream=admin.grpc_target,
+        ) as iap,
+    ):
+        iap.url  # "http://127.0.0.1:PORT": HTTP/1.1 and h2c gRPC on the same port, like :443
+        iap.endpoint  # "127.0.0.1:PORT" for admin.endpoint (dns:///...)
         ...
         iap.passed["grpc"], iap.rejected["http"], iap.rejections[-1].message
 
