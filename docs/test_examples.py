@@ -237,3 +237,20 @@ def test_try_it_locally_never_puts_the_client_secret_on_a_command_line() -> None
     # a secret on the command line shows in `ps` and in shell history: the page uses FLYTE_IAP_CLIENT_SECRET
     assert re.findall(r"--client-secret\b(?!-)|\"--client-secret\"", text) == []
     assert "FLYTE_IAP_CLIENT_SECRET" in text
+
+
+# -- the home page ----------------------------------------------------------------------------------
+
+
+def test_the_home_page_does_not_repeat_the_sidebar() -> None:
+    """Its toctrees feed the navigation only (:hidden:); the page itself says where to start."""
+    text = (DOCS / "index.md").read_text()
+    toctrees = re.findall(r"```\{toctree\}\n(.*?)```", text, re.DOTALL)
+    assert toctrees
+    assert [t for t in toctrees if not re.search(r"^:hidden:\s*$", t, re.MULTILINE)] == []
+
+
+def test_wide_code_blocks_wrap_at_laptop_width() -> None:
+    """The built site wraps code lines (nox -s browser checks the result at 1280 px in Chromium)."""
+    css = (DOCS / "_static" / "custom.css").read_text()
+    assert re.search(r"\.highlight pre\s*\{[^}]*white-space:\s*pre-wrap", css)

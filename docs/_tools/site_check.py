@@ -9,7 +9,11 @@ Usage (what ``nox -s browser`` runs after building the site)::
 2. A local HTTP server on 127.0.0.1 serves the site; Chromium (Debian's ``chromium``) loads the home
    page and guide pages through the Chrome DevTools protocol (``websocket-client``); any console
    error, uncaught exception, failed request or image that did not load is a failure.
-3. A full-page PNG of each loaded page goes to ``--screenshots``.
+3. At 1280 px (a laptop), no code block may be wider than its box: a block whose lines run out of
+   sight behind a horizontal scrollbar is a failure, named by its first line.
+4. A full-page PNG of each loaded page goes to ``--screenshots``.
+
+Without page arguments every page of the guide is loaded (not Sphinx's index and search pages).
 
 Exit status 0 when everything passed, 1 otherwise (the problems are listed on stderr).
 """
@@ -33,7 +37,26 @@ import urllib.request
 from html.parser import HTMLParser
 from pathlib import Path
 
-PAGES = ["index.html", "overview.html", "deploy/index.html", "deploy/ingress.html", "deploy/helm-values.html"]
+#: Sphinx's own pages, which hold no guide content
+_GENERATED = {"genindex.html", "search.html", "py-modindex.html"}
+#: JavaScript: the code blocks of the page whose content is wider than their box, as their first lines
+_OVERFLOWING_CODE = """
+Array.from(document.querySelectorAll("div.highlight pre, pre.literal-block"))
+  .filter(pre => pre.scrollWidth > pre.clientWidth + 1)
+  .map(pre => `${pre.scrollWidth}px in ${pre.clientWidth}px: ${pre.textContent.split("\\n")[0].slice(0, 80)}`)
+"""
+
+
+def guide_pages(root: Path) -> list[str]:
+    """Every built page of the guide, index first."""
+    pages = sorted(
+        str(p.relative_to(root))
+        for p in root.rglob("*.html")
+        if p.name not in _GENERATED and not any(part.startswith("_") for part in p.relative_to(root).parts)
+    )
+    return sorted(pages, key=lambda p: p != "index.html")
+
+
 CHROMIUM_FLAGS = [
     "--headless",
     "--no-sandbox",
@@ -215,6 +238,10 @@ def check_pages(root: Path, out: Path, pages: list[str], chromium: str) -> list[
                 ),
             )["result"].get("value", [])
             page_problems += [f"image did not load: {src}" for src in broken]
+            overflowing = tools.call("Runtime.evaluate", returnByValue=True, expression=_OVERFLOWING_CODE)
+            page_problems += [
+                f"code block cut off at 1280 px ({block})" for block in overflowing["result"].get("value", [])
+            ]
             metrics = tools.call("Page.getLayoutMetrics")
             size = metrics.get("cssContentSize") or metrics["contentSize"]
             shot = tools.call(
@@ -250,7 +277,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--html", type=Path, default=Path("docs/_build/html"))
     parser.add_argument("--screenshots", type=Path, default=Path("docs/_build/screenshots"))
-    parser.add_argument("pages", nargs="*", default=PAGES)
+    parser.add_argument("pages", nargs="*", help="pages to load (default: every page of the guide)")
     args = parser.parse_args()
     if not (args.html / "index.html").is_file():
         print(f"error: no built site in {args.html}; build it first", file=sys.stderr)
@@ -261,7 +288,8 @@ def main() -> int:
     if chromium is None:
         print("error: Chromium is not installed (Debian: apt-get install chromium)", file=sys.stderr)
         return 1
-    problems += check_pages(args.html.resolve(), args.screenshots, args.pages, chromium)
+    pages = args.pages or guide_pages(args.html)
+    problems += check_pages(args.html.resolve(), args.screenshots, pages, chromium)
     for p in problems:
         print(f"problem: {p}", file=sys.stderr)
     print(f"{len(problems)} problem(s)")
