@@ -142,6 +142,7 @@ class DevTools:
     def call(self, method: str, **params: object) -> dict:
         self.next_id += 1
         call_id = self.next_id
+        self.ws.settimeout(60)  # wait_for and drain shorten it; a tall page's screenshot takes seconds
         self.ws.send(json.dumps({"id": call_id, "method": method, "params": params}))
         while True:
             message = json.loads(self.ws.recv())
