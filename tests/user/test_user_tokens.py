@@ -418,7 +418,7 @@ def test_keyring_store_without_the_package_says_how_to_install_it(
     monkeypatch.setitem(sys.modules, "keyring", None)
     with pytest.raises(ConfigurationError) as caught:
         login(fake_google, browser, aud, store="keyring")
-    assert "flyte-iap[keyring]" in caught.value.hint
+    assert "pip install 'keyring>=24' (flyte-iap's [keyring] extra)" in caught.value.hint
 
 
 def test_logout_forgets_and_revokes(
