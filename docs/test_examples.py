@@ -254,3 +254,27 @@ def test_wide_code_blocks_wrap_at_laptop_width() -> None:
     """The built site wraps code lines (nox -s browser checks the result at 1280 px in Chromium)."""
     css = (DOCS / "_static" / "custom.css").read_text()
     assert re.search(r"\.highlight pre\s*\{[^}]*white-space:\s*pre-wrap", css)
+
+
+# -- the release workflow ---------------------------------------------------------------------------
+
+
+def test_release_workflow_builds_with_nox_and_publishes_with_trusted_publishing() -> None:
+    import yaml
+    from _harness.workflows import validate_github_workflow
+
+    repo = DOCS.parent
+    text = (repo / ".github" / "workflows" / "release.yml").read_text()
+    workflow = yaml.safe_load(text)
+    assert validate_github_workflow(workflow, repo) == []
+    jobs = workflow["jobs"]
+    assert any("nox -s package" in str(step.get("run", "")) for step in jobs["build"]["steps"])
+    publish = jobs["publish"]
+    assert set(publish["needs"]) == {"ci", "build"}
+    assert publish["permissions"] == {"id-token": "write"}  # OIDC for trusted publishing, nothing else
+    [step] = [
+        s for s in publish["steps"] if str(s.get("uses", "")).startswith("pypa/gh-action-pypi-publish@")
+    ]
+    assert "with" not in step  # no repository-url, no password: the default index, by trusted publishing
+    assert "://" not in text.split("jobs:", 1)[1]  # no host is named: the action knows its index
+    assert "nox -s package" in (repo / ".ci" / "run").read_text()
