@@ -30,6 +30,21 @@ What it answers, like flyteadmin (``flyteadmin/pkg/server/service.go``):
 * HTTP: ``GET /healthcheck`` (200), ``POST /oauth2/token`` (``client_credentials``, HTTP Basic or form
   client id/secret), ``GET /config/v1/flyte_client``, ``GET /api/v1/projects``, ``PUT /upload/...``.
 
+Secure mode (``certificate_file=`` and ``key_file=``, flyteadmin's ``server.security.secure: true``
+with ``ssl.certificateFile``/``keyFile``) serves both ports with that certificate, HTTPS and gRPC over
+TLS, and reproduces what makes flyteadmin's REST API depend on the certificate's names
+(flyteorg/flyte@v1.16.8:flyteadmin/pkg/server/service.go, ``serveGatewaySecure``): the REST gateway
+reaches the gRPC services by dialling flyteadmin itself over TLS, trusting only the served certificate
+(``GetSslCredentials`` in ``cert_utils.go``) and with the TLS server name set to ``cfg.GetHostAddress()``,
+which is ``0.0.0.0:<server.httpPort>`` (``flyteadmin/pkg/config/config.go``; 8088 unless configured, see
+``server_http_port``). grpc-go keeps a preset server name as it is, port included, and Go's
+``VerifyHostname`` then needs a DNS SAN equal to that string (:mod:`flyte_iap.testing._go_x509`). The
+fake makes that dial for every ``/api/v1/...`` request; when it fails, the request gets what
+grpc-gateway answers for an unreachable backend, ``503`` with ``{"code": 14, "message": "connection
+error: ... x509: certificate is valid for ..., not 0.0.0.0:8088"}``, while ``/healthcheck`` (a plain
+handler) still answers 200. Real flyteadmin serves both on one port; the fake keeps two, which does not
+change what is checked.
+
 With ``auth=True`` every gRPC call except the auth metadata and health services, and every
 ``/api/...`` request, needs ``Bearer <token from /oauth2/token>`` in ``flyte-authorization`` (the
 ``authorization_metadata_key`` it advertises) or ``authorization``; otherwise ``UNAUTHENTICATED``
@@ -41,8 +56,11 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import os
 import re
 import secrets
+import socket
+import ssl
 import threading
 import time
 import urllib.parse
@@ -54,6 +72,7 @@ from typing import Any
 
 import grpc
 import jwt
+from cryptography import x509
 from flyteidl.admin import (
     common_pb2,
     execution_pb2,
@@ -74,6 +93,8 @@ from flyteidl.service import (
     identity_pb2_grpc,
 )
 from google.protobuf import timestamp_pb2
+
+from flyte_iap.testing._go_x509 import verify_hostname
 
 __all__ = ["FakeFlyteAdmin", "GrpcCall", "HttpRequest"]
 
@@ -414,6 +435,11 @@ class FakeFlyteAdmin:
             the IapProxy's URL so token requests go through IAP.
         projects: project ids to create (each with domains development, staging, production).
         token_lifetime: seconds the access tokens from ``/oauth2/token`` live.
+        certificate_file: PEM certificate for secure mode (flyteadmin's ``security.ssl.certificateFile``);
+            with ``key_file``, both ports serve TLS and the REST gateway checks its own certificate.
+        key_file: its PEM private key (``security.ssl.keyFile``).
+        server_http_port: flyteadmin's configured ``server.httpPort``, which names the gateway's TLS
+            server name ``0.0.0.0:<port>`` in secure mode; the fake itself binds an ephemeral port.
     """
 
     def __init__(
@@ -425,8 +451,16 @@ class FakeFlyteAdmin:
         public_url: str | None = None,
         projects: tuple[str, ...] = ("flytesnacks",),
         token_lifetime: int = 3600,
+        certificate_file: str | os.PathLike[str] | None = None,
+        key_file: str | os.PathLike[str] | None = None,
+        server_http_port: int = 8088,
     ) -> None:
+        if (certificate_file is None) != (key_file is None):
+            raise ValueError("secure mode needs both certificate_file and key_file")
         self.auth = auth
+        self.certificate_file = os.fspath(certificate_file) if certificate_file is not None else None
+        self.key_file = os.fspath(key_file) if key_file is not None else None
+        self.server_http_port = server_http_port
         self.client_id = client_id
         self.client_secret = client_secret or secrets.token_urlsafe(24)
         self.token_lifetime = token_lifetime
@@ -459,13 +493,25 @@ class FakeFlyteAdmin:
         if self.auth:
             auth_pb2_grpc.add_AuthMetadataServiceServicer_to_server(_AuthMetadataServicer(self), server)
             identity_pb2_grpc.add_IdentityServiceServicer_to_server(_IdentityServicer(self), server)
-        self.grpc_port = server.add_insecure_port("127.0.0.1:0")
+        if self.secure:
+            key, cert = self._read_key_pair()
+            credentials = grpc.ssl_server_credentials([(key, cert)])
+            self.grpc_port = server.add_secure_port("127.0.0.1:0", credentials)
+        else:
+            self.grpc_port = server.add_insecure_port("127.0.0.1:0")
         server.start()
         self._grpc_server = server
 
         handler = type("_Handler", (_HttpHandler,), {"fake": self})
-        self._http_server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._http_server = _QuietHTTPServer(("127.0.0.1", 0), handler)
         self._http_server.daemon_threads = True
+        if self.secure:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(self.certificate_file, self.key_file)  # type: ignore[arg-type]
+            # the handshake runs in the request's thread, so a silent client cannot stall accept()
+            self._http_server.socket = context.wrap_socket(
+                self._http_server.socket, server_side=True, do_handshake_on_connect=False
+            )
         self.http_port = self._http_server.server_address[1]
         threading.Thread(
             target=self._http_server.serve_forever,
@@ -495,16 +541,58 @@ class FakeFlyteAdmin:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    def _read_key_pair(self) -> tuple[bytes, bytes]:
+        with open(self.key_file, "rb") as key, open(self.certificate_file, "rb") as cert:  # type: ignore[arg-type]
+            return key.read(), cert.read()
+
     # -- addresses -------------------------------------------------------------------------------
     @property
+    def secure(self) -> bool:
+        """Secure mode: TLS on both ports with :attr:`certificate_file`."""
+        return self.certificate_file is not None
+
+    @property
+    def host_address(self) -> str:
+        """flyteadmin's ``cfg.GetHostAddress()``: the server name its REST gateway dials itself with."""
+        return f"0.0.0.0:{self.server_http_port}"
+
+    @property
     def grpc_target(self) -> str:
-        """``127.0.0.1:PORT`` of the gRPC server (plaintext HTTP/2)."""
+        """``127.0.0.1:PORT`` of the gRPC server (plaintext HTTP/2; TLS in secure mode)."""
         return f"127.0.0.1:{self.grpc_port}"
 
     @property
     def http_url(self) -> str:
-        """``http://127.0.0.1:PORT`` of the HTTP server."""
-        return f"http://127.0.0.1:{self.http_port}"
+        """``http://127.0.0.1:PORT`` of the HTTP server (``https://`` in secure mode)."""
+        return f"{'https' if self.secure else 'http'}://127.0.0.1:{self.http_port}"
+
+    def gateway_dial_error(self) -> str | None:
+        """Why the REST gateway cannot reach the gRPC services in secure mode (None: it can).
+
+        The dial flyteadmin makes: TLS to its own gRPC server, trusting only the served certificate,
+        then Go's host name check against :attr:`host_address`.
+        """
+        if not self.secure:
+            return None
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False  # Go's check, on flyteadmin's server name, follows
+        context.load_verify_locations(cafile=self.certificate_file)
+        context.set_alpn_protocols(["h2"])
+        prefix = 'connection error: desc = "transport: authentication handshake failed: tls: '
+        try:
+            with (
+                socket.create_connection(("127.0.0.1", self.grpc_port), timeout=5) as raw,
+                context.wrap_socket(raw) as conn,
+            ):
+                der = conn.getpeercert(binary_form=True)
+        except ssl.SSLCertVerificationError as exc:
+            return f'{prefix}failed to verify certificate: x509: {exc.verify_message}"'
+        except OSError as exc:
+            return f'connection error: desc = "transport: {exc}"'
+        if der is None:
+            return f'{prefix}no certificate"'
+        problem = verify_hostname(x509.load_der_x509_certificate(der), self.host_address)
+        return f'{prefix}failed to verify certificate: {problem}"' if problem else None
 
     @property
     def public_url(self) -> str:
@@ -624,6 +712,15 @@ class FakeFlyteAdmin:
         return None
 
 
+class _QuietHTTPServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # a client that drops the connection or fails the TLS handshake is not the fake's error
+        import sys
+
+        if not isinstance(sys.exc_info()[1], ssl.SSLError | ConnectionError):
+            super().handle_error(request, client_address)
+
+
 class _HttpHandler(BaseHTTPRequestHandler):
     fake: FakeFlyteAdmin
     protocol_version = "HTTP/1.1"
@@ -685,7 +782,12 @@ class _HttpHandler(BaseHTTPRequestHandler):
             fake._store.uploads[key] = body
             self._reply(200, b"", "text/plain")
             return 200
-        if path.startswith("/api/v1/"):
+        if path.startswith("/api/v1/") and path != "/api/v1/openapi":
+            # grpc-gateway routes: they reach the gRPC services through the self-dial (secure mode)
+            dial_error = fake.gateway_dial_error()
+            if dial_error is not None:
+                self._json(503, {"code": 14, "message": dial_error, "details": []})
+                return 503
             if fake.auth and fake._claims_from_metadata(headers) is None:
                 self._json(401, {"error": "unauthenticated", "code": 16})
                 return 401

@@ -178,7 +178,8 @@ class IapProxy:
         allowed: who holds ``roles/iap.httpsResourceAccessor``: e-mails, ``user:``,
             ``serviceAccount:`` or ``domain:`` members, ``allAuthenticatedUsers`` (groups are not
             emulated).
-        http_upstream: ``http://127.0.0.1:PORT`` for HTTP requests (flyteadmin's HTTP port).
+        http_upstream: ``http://127.0.0.1:PORT`` for HTTP requests (flyteadmin's HTTP port);
+            ``https://`` for a TLS backend, whose certificate is not verified (nor does the load balancer).
         grpc_upstream: ``127.0.0.1:PORT`` for gRPC requests (flyteadmin's gRPC port, h2c).
         tls: serve HTTPS/h2 with a certificate from the proxy's own CA (see :attr:`ca_cert_file`).
         tls_hostnames: the certificate's subject alternative names (DNS names or IP addresses).
@@ -751,9 +752,15 @@ async def _forward_http(
     if upstream is None:
         return 502, "Bad Gateway", [(b"content-type", b"text/html; charset=UTF-8")], _BAD_GATEWAY.encode()
     parts = urllib.parse.urlsplit(upstream)
+    tls = None
+    if parts.scheme == "https":
+        # the load balancer speaks TLS to an HTTPS/HTTP2 backend and does not verify its certificate
+        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        tls.check_hostname = False
+        tls.verify_mode = ssl.CERT_NONE
     try:
         reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(parts.hostname, parts.port or 80), timeout=10
+            asyncio.open_connection(parts.hostname, parts.port or (443 if tls else 80), ssl=tls), timeout=10
         )
     except (OSError, TimeoutError):
         return 502, "Bad Gateway", [(b"content-type", b"text/html; charset=UTF-8")], _BAD_GATEWAY.encode()

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import grpc
 import pytest
@@ -12,6 +15,9 @@ from flyteidl.core import identifier_pb2
 from flyteidl.service import admin_pb2_grpc, auth_pb2, auth_pb2_grpc
 
 from flyte_iap.testing import FakeFlyteAdmin
+
+# secure mode: requests to the fake's self-signed HTTPS port skip verification, as the load balancer does
+pytestmark = pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
 
 
 @pytest.fixture
@@ -150,3 +156,86 @@ def test_stopping_grpc_leaves_http_serving(admin: FakeFlyteAdmin) -> None:
         admin_pb2_grpc.AdminServiceStub(channel).ListProjects(project_pb2.ProjectListRequest(), timeout=2)
     assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
     assert requests.get(admin.http_url + "/healthcheck").status_code == 200
+
+
+# -- secure mode: the REST gateway dials flyteadmin itself (serveGatewaySecure) ---------------------
+
+_CHART_SANS = "DNS:flyteadmin,DNS:flyteadmin.flyte.svc,DNS:flyteadmin.flyte.svc.cluster.local"
+
+
+def _self_signed(tmp_path: Path, sans: str) -> tuple[Path, Path]:
+    """A key and certificate made the way the guide makes them (openssl req -x509)."""
+    cert, key = tmp_path / "tls.crt", tmp_path / "tls.key"
+    subprocess.run(
+        [
+            "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30",
+            "-keyout", str(key), "-out", str(cert), "-subj", "/CN=flyteadmin.flyte.svc",
+            "-addext", f"subjectAltName={sans}",
+        ],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is not installed")
+def test_secure_mode_rest_api_fails_when_no_san_equals_the_host_address(tmp_path: Path) -> None:
+    cert, key = _self_signed(tmp_path, _CHART_SANS)
+    with FakeFlyteAdmin(certificate_file=cert, key_file=key) as admin:
+        health = requests.get(admin.http_url + "/healthcheck", verify=False, timeout=5)
+        projects = requests.get(admin.http_url + "/api/v1/projects", verify=False, timeout=5)
+
+    assert health.status_code == 200  # the load balancer's check stays green
+    assert projects.status_code == 503
+    assert projects.json()["code"] == 14
+    assert (
+        "x509: certificate is valid for flyteadmin, flyteadmin.flyte.svc, flyteadmin.flyte.svc.cluster.local,"
+        " not 0.0.0.0:8088" in projects.json()["message"]
+    )
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is not installed")
+def test_secure_mode_rest_api_answers_when_a_san_equals_the_host_address_exactly(tmp_path: Path) -> None:
+    cert, key = _self_signed(tmp_path, "DNS:0.0.0.0:8088," + _CHART_SANS)
+    with FakeFlyteAdmin(certificate_file=cert, key_file=key) as admin:
+        projects = requests.get(admin.http_url + "/api/v1/projects", verify=False, timeout=5)
+        creds = grpc.ssl_channel_credentials(root_certificates=cert.read_bytes())
+        options = [("grpc.ssl_target_name_override", "flyteadmin.flyte.svc")]
+        with grpc.secure_channel(admin.grpc_target, creds, options=options) as channel:
+            stub = admin_pb2_grpc.AdminServiceStub(channel)
+            listed = stub.ListProjects(project_pb2.ProjectListRequest(), timeout=5)
+
+    assert admin.host_address == "0.0.0.0:8088"
+    assert projects.status_code == 200
+    assert projects.json() == {"projects": [{"id": "flytesnacks", "name": "flytesnacks"}]}
+    assert [p.id for p in listed.projects] == ["flytesnacks"]
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is not installed")
+def test_secure_mode_server_name_follows_the_configured_http_port(tmp_path: Path) -> None:
+    cert, key = _self_signed(tmp_path, "DNS:0.0.0.0:8088")
+    with FakeFlyteAdmin(certificate_file=cert, key_file=key, server_http_port=9000) as admin:
+        projects = requests.get(admin.http_url + "/api/v1/projects", verify=False, timeout=5)
+
+    assert projects.status_code == 503
+    assert "not 0.0.0.0:9000" in projects.json()["message"]
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is not installed")
+def test_secure_mode_trusts_only_the_served_certificate(tmp_path: Path) -> None:
+    (tmp_path / "served").mkdir()
+    (tmp_path / "other").mkdir()
+    cert, key = _self_signed(tmp_path / "served", "DNS:0.0.0.0:8088")
+    other, _ = _self_signed(tmp_path / "other", "DNS:0.0.0.0:8088")
+    admin = FakeFlyteAdmin(certificate_file=cert, key_file=key)
+    with admin:
+        admin.certificate_file = str(other)  # the pool no longer holds what the server presents
+        projects = requests.get(admin.http_url + "/api/v1/projects", verify=False, timeout=5)
+
+    assert projects.status_code == 503
+    assert "failed to verify certificate" in projects.json()["message"]
+
+
+def test_secure_mode_needs_both_files() -> None:
+    with pytest.raises(ValueError, match="both certificate_file and key_file"):
+        FakeFlyteAdmin(certificate_file="tls.crt")
