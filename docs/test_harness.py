@@ -195,3 +195,36 @@ def test_a_session_keeps_state_between_commands_and_compares_every_output(sandbo
 def test_a_failing_session_command_fails_at_its_line(sandbox: DocSandbox) -> None:
     with pytest.raises(BlockFailure, match=r"example\.md:11: `false`\nexited 1"):
         session(sandbox, "$ true\n$ false\n$ echo never\nnever\n")
+# -- behaviour: flyteadmin's secure mode with the page's own certificate ---------------------------
+
+_CORE_CERT = (
+    "$ openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -keyout tls.key -out tls.crt \\\n"
+    '    -subj "/CN=flyteadmin.flyte.svc" \\\n'
+    '    -addext "subjectAltName={sans}"\n'
+    "$ kubectl --namespace=flyte create secret tls flyteadmin-tls --cert=tls.crt --key=tls.key\n"
+)
+_OLD_SANS = "DNS:flyteadmin,DNS:flyteadmin.flyte.svc,DNS:flyteadmin.flyte.svc.cluster.local"
+
+
+@pytest.mark.skipif(not available("kubectl"), reason="kubectl is not installed")
+def test_flyteadmin_tls_secret_without_the_host_address_name_fails_the_rest_api(sandbox: DocSandbox) -> None:
+    """The certificate the guide used to make: /healthcheck passes, /api/v1/projects fails (503, x509)."""
+    with pytest.raises(BlockFailure) as exc:
+        run(sandbox, _CORE_CERT.format(sans=_OLD_SANS))
+    assert "breaks its REST API" in str(exc.value)
+    assert "answered 503" in str(exc.value)
+    assert "not 0.0.0.0:8088" in str(exc.value)
+
+
+@pytest.mark.skipif(not available("kubectl"), reason="kubectl is not installed")
+def test_flyteadmin_tls_secret_with_the_host_address_name_serves_the_rest_api(sandbox: DocSandbox) -> None:
+    run(sandbox, _CORE_CERT.format(sans="DNS:0.0.0.0:8088," + _OLD_SANS))
+
+
+def test_the_guide_makes_the_flyteadmin_certificate_that_the_rest_api_needs() -> None:
+    """The flyte-core tab of the backend page: its openssl command names 0.0.0.0:<httpPort>."""
+    from _harness.behaviour import flyte_core_http_port
+
+    page = (Path(__file__).parent / "deploy" / "grpc-backend.md").read_text()
+    assert f"DNS:0.0.0.0:{flyte_core_http_port()}," in page
+    assert "kubectl --namespace=flyte create secret tls flyteadmin-tls" in page

@@ -19,7 +19,8 @@ line is a command and nothing is printed. What happens to a command depends on i
                 gcloud is not installed.
 ``kubectl``     subcommands and flags are checked against ``kubectl ... --help`` (skipped where kubectl
                 is not installed); every file or directory it names (``-f``, ``--cert`` ...) must exist,
-                and manifests among them are validated.
+                and manifests among them are validated. ``create secret tls flyteadmin-tls`` also runs
+                flyteadmin's secure mode with that certificate behind IAP (:mod:`_harness.behaviour`).
 ``helm``        flags are checked against ``helm ... --help`` where helm is installed, else against
                 :data:`HELM_FLAGS`; the chart must be ``flyteorg/flyte-binary`` or ``flyteorg/flyte-core``
                 at :data:`~_harness.manifests.CHART_VERSION`, the release and namespace those the
@@ -541,7 +542,24 @@ class ShellBlock:
                 raise self.fail(cmd, _unknown(f"kubectl {' '.join(path)}", name, known))
             if name in _KUBECTL_FILE_FLAGS and value and value != "-" and "$" not in value:
                 self._check_file(cmd, value.split("=", 1)[-1], must_validate=name in ("-f", "--filename"))
+        if path == ("create", "secret", "tls") and positionals[:1] == ["flyteadmin-tls"]:
+            self.check_flyteadmin_tls(cmd, dict(pending))
         record("console:kubectl")
+
+    def check_flyteadmin_tls(self, cmd: Command, flags: dict[str, str | None]) -> None:
+        """flyteadmin in secure mode with this Secret must serve its REST API (see behaviour.py)."""
+        from .behaviour import flyteadmin_rest_through_iap
+
+        cert, key = flags.get("--cert"), flags.get("--key")
+        if not cert or not key:
+            raise self.fail(cmd, "the flyteadmin-tls Secret needs --cert and --key")
+        problem = flyteadmin_rest_through_iap(self.sandbox.cwd / cert, self.sandbox.cwd / key)
+        if problem:
+            raise self.fail(
+                cmd, "flyteadmin in secure mode with this certificate breaks its REST API:\n" + problem
+            )
+        self.executed = True
+        record("console:run:flyteadmin-secure")
 
     def check_helm(self, cmd: Command, argv: list[str]) -> None:
         real = available("helm")

@@ -446,7 +446,9 @@ def _probe_problems(probe: Mapping[str, Any], config: flyte.ServerConfig) -> lis
     """,
     fix="""
         Change the probes with TLS: `httpGet: {path: /healthcheck, port: http, scheme: HTTPS}` (flyte-binary
-        `deployment.readinessProbe` / `livenessProbe`), or `curl -k https://...:8088/healthcheck` and
+        `deployment.readinessProbe` / `livenessProbe`; flyte-core `flyteadmin.readinessProbe` /
+        `livenessProbe`, YAML strings the chart renders verbatim, with `port: 8088`), or
+        `curl -k https://...:8088/healthcheck` and
         `grpc_health_probe -tls -tls-no-verify -addr=:8088` in exec probes.
     """,
 )

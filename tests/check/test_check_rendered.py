@@ -79,12 +79,16 @@ def test_flyte_binary_naive_with_partial_drops_the_missing_certificate_only() ->
 
 
 BINARY = "flyte-binary-1.16-gce.yaml"
-# flyteadmin's exec probes in the correct flyte-core rendering, and as the chart writes them.
+# flyteadmin's probes in the correct flyte-core rendering (httpGet HTTPS, set through the values), and
+# the chart's default exec probes (flyteorg/flyte@v1.16.8:charts/flyte-core/values.yaml).
 TLS_PROBES = (
-    "curl -skf -o /dev/null https://127.0.0.1:8088/healthcheck"
-    " && grpc_health_probe -tls -tls-no-verify -addr=:8088"
+    "          httpGet:\n            path: /healthcheck\n            port: 8088\n            scheme: HTTPS\n"
 )
-CHART_PROBES = "curl -sf -o /dev/null http://127.0.0.1:8088/healthcheck && grpc_health_probe -addr=:8089"
+CHART_PROBES = (
+    '          exec:\n            command: [ "sh", "-c", "reply=$(curl -s -o /dev/null -w %{http_code}'
+    ' http://127.0.0.1:8088/healthcheck); if [ \\"$reply\\" -lt 200 -o \\"$reply\\" -ge 400 ];'
+    ' then exit 1; fi;","grpc_health_probe", "-addr=:8089"]\n'
+)
 CORE = "flyte-core-1.16-gce.yaml"
 
 # (rendering, what is broken, old text, new text, the findings it must bring back)
