@@ -12,6 +12,11 @@ from _harness.sandbox import DocSandbox
 from _harness.shell import ShellBlock, output_matches, parse_console, parse_script
 
 PAGE = str(Path(__file__).parent / "deploy" / "example.md")
+EXAMPLES = Path(__file__).parent.parent / "examples"
+#: the hand-built flyte-core rendering of tests/check (its flyteadmin Deployment is replaced here)
+RENDERED_CORE = (
+    Path(__file__).parent.parent / "tests" / "check" / "data" / "rendered" / "flyte-core-1.16-gce.yaml"
+)
 
 
 @pytest.fixture
@@ -228,3 +233,38 @@ def test_the_guide_makes_the_flyteadmin_certificate_that_the_rest_api_needs() ->
     page = (Path(__file__).parent / "deploy" / "grpc-backend.md").read_text()
     assert f"DNS:0.0.0.0:{flyte_core_http_port()}," in page
     assert "kubectl --namespace=flyte create secret tls flyteadmin-tls" in page
+
+
+# chart default probes: flyteorg/flyte@v1.16.8:charts/flyte-core/values.yaml (flyteadmin.*Probe)
+_CHART_PROBE_COMMAND = (
+    '[ "sh", "-c", "reply=$(curl -s -o /dev/null -w %{http_code} http://127.0.0.1:8088/healthcheck); '
+    'if [ \\"$reply\\" -lt 200 -o \\"$reply\\" -ge 400 ]; then exit 1; fi;","grpc_health_probe", "-addr=:8089"]'
+)
+_CHART_PROBES = {
+    "readinessProbe": f"exec:\n  command: {_CHART_PROBE_COMMAND}\ninitialDelaySeconds: 15",
+    "livenessProbe": f"exec:\n  command: {_CHART_PROBE_COMMAND}\ninitialDelaySeconds: 20\nperiodSeconds: 5",
+}
+
+
+def test_flyte_core_values_give_flyteadmin_probes_that_work_in_secure_mode() -> None:
+    """Render flyteadmin's probes as the chart does (`readinessProbe:` + the string, nindent 10) and check them."""
+    import re
+
+    import yaml
+
+    from flyte_iap.manifest_check import check_text
+
+    values = yaml.safe_load((EXAMPLES / "helm" / "flyte-core" / "values-gke-iap.yaml").read_text())
+    assert values["configmap"]["adminServer"]["server"]["security"]["secure"] is True
+    rendered = ""
+    for kind in ("readinessProbe", "livenessProbe"):
+        text = values.get("flyteadmin", {}).get(kind, _CHART_PROBES[kind])
+        assert isinstance(text, str), f"flyteadmin.{kind} is a string in flyte-core (rendered verbatim)"
+        rendered += f"        {kind}:" + "".join("\n          " + line for line in text.splitlines()) + "\n"
+    chart_output = RENDERED_CORE.read_text()
+    chart_output, n = re.subn(
+        r"        readinessProbe:\n(?:.*\n)*?(?=        resources:)", rendered, chart_output, count=1
+    )
+    assert n == 1
+    findings = [f for f in check_text(chart_output, "flyte-core.yaml") if f.rule == "IAP041"]
+    assert findings == []
