@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
+import yaml
 from _harness import BlockFailure
 from _harness.cli_help import available
 from _harness.manifests import chart_services, validate_values
@@ -268,3 +270,58 @@ def test_flyte_core_values_give_flyteadmin_probes_that_work_in_secure_mode() -> 
     assert n == 1
     findings = [f for f in check_text(chart_output, "flyte-core.yaml") if f.rule == "IAP041"]
     assert findings == []
+
+
+# -- one IAP client ID: the BackendConfig's Secret and every client's audience ----------------------
+
+_CLIENT_ID = re.compile(r"\d{12}-[a-z0-9-]+\.apps\.googleusercontent\.com")
+_AUDIENCE = re.compile(
+    r"(?:--audiences?|\baudience|AUDIENCE)[\"']?\s*[:=,]?\s*(?:-\s+)?[\"']?(" + _CLIENT_ID.pattern + ")"
+)
+#: audiences that differ on purpose, with the page that needs them
+_DELIBERATE = {
+    "123456789012-staging-iap.apps.googleusercontent.com": "troubleshooting.md: the mismatch error"
+}
+#: oauth-clients.md explains the client modes (Google-managed vs custom), and is checked on its own
+_OWN_CHECKS = {"oauth-clients.md"}
+
+
+def _guide_files() -> list[Path]:
+    docs = Path(__file__).parent
+    pages = [p for p in docs.rglob("*.md") if "_build" not in p.parts and p.name not in _OWN_CHECKS]
+    examples = [p for p in EXAMPLES.rglob("*") if p.suffix in (".yaml", ".yml", ".py", ".md")]
+    return pages + examples
+
+
+def test_clients_audience_is_the_client_id_in_the_backendconfig_secret() -> None:
+    from _harness.behaviour import IAP_CLIENT_ID
+
+    secret_names = set()
+    for config in EXAMPLES.glob("gke/*/backend-config.yaml"):
+        for doc in yaml.safe_load_all(config.read_text()):
+            creds = (doc or {}).get("spec", {}).get("iap", {}).get("oauthclientCredentials")
+            if creds:
+                secret_names.add(creds["secretName"])
+    assert len(secret_names) == 1, f"the BackendConfigs name several Secrets: {secret_names}"
+    [secret] = secret_names
+
+    secret_ids: dict[str, set[str]] = {}
+    audiences: dict[str, set[str]] = {}
+    for path in _guide_files():
+        text = path.read_text()
+        joined = re.sub(r"\\\n\s*", " ", text)  # console continuation lines
+        for command in re.findall(rf"create secret generic {secret}\b[^\n]*", joined):
+            for found in re.findall(r"client_id=(\S+)", command):
+                secret_ids.setdefault(found, set()).add(path.name)
+        for found in _AUDIENCE.findall(text):
+            if found not in _DELIBERATE:
+                audiences.setdefault(found, set()).add(path.name)
+
+    assert secret_ids, f"no page creates the Secret {secret} with a client_id"
+    assert set(secret_ids) == {IAP_CLIENT_ID}, f"the Secret {secret} holds {secret_ids}"
+    assert sum(len(v) for v in audiences.values()) >= 5, (
+        "found too few audiences to compare: check the pattern"
+    )
+    assert set(audiences) == {IAP_CLIENT_ID}, (
+        f"clients use other audiences than the Secret's client_id: {audiences}"
+    )
