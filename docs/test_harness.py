@@ -325,3 +325,27 @@ def test_clients_audience_is_the_client_id_in_the_backendconfig_secret() -> None
     assert set(audiences) == {IAP_CLIENT_ID}, (
         f"clients use other audiences than the Secret's client_id: {audiences}"
     )
+
+
+# -- the flyte-binary gateway's operations -----------------------------------------------------------
+
+
+def _gateway_objects() -> dict[str, dict]:
+    docs = yaml.safe_load_all((EXAMPLES / "gke" / "flyte-binary" / "gateway.yaml").read_text())
+    return {d["kind"]: d for d in docs if d}
+
+
+def test_gateway_keeps_serving_while_the_load_balancer_drains_its_endpoint() -> None:
+    """Envoy exits at once on SIGTERM: a preStop wait must cover the BackendConfig's draining time."""
+    backend = yaml.safe_load((EXAMPLES / "gke" / "flyte-binary" / "backend-config.yaml").read_text())
+    draining = backend["spec"]["connectionDraining"]["drainingTimeoutSec"]
+    pod = _gateway_objects()["Deployment"]["spec"]["template"]["spec"]
+    [envoy] = pod["containers"]
+    wait = envoy.get("lifecycle", {}).get("preStop", {}).get("sleep", {}).get("seconds", 0)
+    assert wait > draining, f"preStop waits {wait}s, the load balancer drains for {draining}s"
+    assert pod.get("terminationGracePeriodSeconds", 30) > wait, "the grace period must cover the preStop wait"
+
+
+def test_gateway_disruption_budget_lets_node_drains_evict_unready_pods() -> None:
+    pdb = _gateway_objects()["PodDisruptionBudget"]["spec"]
+    assert pdb.get("unhealthyPodEvictionPolicy") == "AlwaysAllow"
