@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -349,3 +350,60 @@ def test_gateway_keeps_serving_while_the_load_balancer_drains_its_endpoint() -> 
 def test_gateway_disruption_budget_lets_node_drains_evict_unready_pods() -> None:
     pdb = _gateway_objects()["PodDisruptionBudget"]["spec"]
     assert pdb.get("unhealthyPodEvictionPolicy") == "AlwaysAllow"
+
+
+# -- one fact, one value: the same version floor or version is never stated two ways ----------------
+
+
+def _output_release(text: str) -> list[str]:
+    """The flytekit release a sentence gives for showing a failing proxy command's output."""
+    stated = []
+    paragraphs = re.split(r"\n\s*\n|\n(?=#)", text)
+    sentences = [s for p in paragraphs for s in re.split(r"(?<=[A-Za-z)`])[.!?]\s+|\|", " ".join(p.split()))]
+    for sentence in sentences:
+        if "output" in sentence and "command" in sentence:
+            versions = re.findall(r"\b1\.1\d\.\d+\b", sentence)
+            if versions:
+                stated.append(min(versions, key=lambda v: tuple(int(n) for n in v.split("."))))
+    return stated
+
+
+def _pattern(regex: str) -> Callable[[str], list[str]]:
+    return lambda text: [next(g for g in m.groups() if g) for m in re.finditer(regex, " ".join(text.split()))]
+
+
+#: (what, how to find the value each statement gives, the value)
+_FACTS = [
+    ("flytekit release that shows a failing proxy command's output", _output_release, "1.16.21"),
+    ("grpcio floor", _pattern(r"grpcio(?: older than| before|>=|\" >= ?)\s*(\d+\.\d+)"), "1.62"),
+    ("flytectl floor", _pattern(r"flytectl (?:older than|before) (\d+\.\d+\.\d+)"), "0.8.18"),
+    ("flytekit floor for proxyCommand", _pattern(r"first appeared in flytekit (\d+\.\d+\.\d+)"), "1.10.0"),
+    ("Flyte 1 chart version", _pattern(r"flyteorg/flyte-(?:binary|core) --version (v[\d.]+)"), "v1.16.8"),
+]
+
+
+@pytest.mark.parametrize(("what", "find", "value"), _FACTS, ids=[f[0] for f in _FACTS])
+def test_a_fact_is_stated_with_one_value_everywhere(
+    what: str, find: Callable[[str], list[str]], value: str
+) -> None:
+    found: dict[str, set[str]] = {}
+    for path in [*_guide_files(), Path(__file__).parent / "deploy" / "oauth-clients.md"]:
+        for stated in find(path.read_text()):
+            found.setdefault(stated, set()).add(path.name)
+    assert found, f"no page states the {what}: check the pattern"
+    assert set(found) == {value}, f"the {what} is stated as {found}"
+
+
+def test_flyteadmin_token_request_issue_names_its_cause_and_no_affected_workaround() -> None:
+    """flyteorg/flyte#6089: the token sources lose the proxy-aware client (flyte#5686), for PKCE and ClientSecret."""
+    pages = {p.name: " ".join(p.read_text().split()) for p in _guide_files()}
+    issue = pages["known-issues.md"]
+    assert "flyteorg/flyte#5686" in issue and "getTokenSourceAndMetadata" in issue
+    assert "ClientSecret" in issue and "affected the same way" in issue
+    for name, text in pages.items():
+        assert "c.Exchange(context.Background()" not in text, (
+            f"{name}: the PKCE callback uses the client it is given"
+        )
+        assert not re.search(r"Run flytectl with `authType: ClientSecret`", text), (
+            f"{name}: flytectl's ClientSecret token request loses the proxy header too"
+        )
