@@ -407,3 +407,56 @@ def test_flyteadmin_token_request_issue_names_its_cause_and_no_affected_workarou
         assert not re.search(r"Run flytectl with `authType: ClientSecret`", text), (
             f"{name}: flytectl's ClientSecret token request loses the proxy header too"
         )
+
+
+@pytest.mark.skipif(not available("gcloud"), reason="gcloud is not installed")
+def test_gcloud_flag_shown_with_its_default_is_known(sandbox: DocSandbox) -> None:
+    """gcloud prints some flags as `--network=NETWORK; default="default"`."""
+    run(
+        sandbox,
+        "$ gcloud compute firewall-rules create fw --network=default --rules=tcp:8443 --action=ALLOW\n",
+    )
+
+
+# -- Workload Identity: every Google service account the values name is created and bound ----------
+
+#: Kubernetes service accounts that carry the annotation, by chart (names as the charts render them:
+#: flyteorg/flyte@v1.16.8:charts/flyte-binary/templates/_helpers.tpl serviceAccountName = fullname of
+#: the release flyte-backend; charts/flyte-core/templates/_helpers.tpl flyteadmin.name, ...), and the
+#: project-domain namespaces whose `default` account the cluster resource templates annotate.
+_KSAS = {
+    "flyte-binary": {"flyte/flyte-backend-flyte-binary": "serviceAccount"},
+    "flyte-core": {f"flyte/{c}": c for c in ("flyteadmin", "datacatalog", "flytepropeller")},
+}
+_TASK_NAMESPACES = [f"flytesnacks-{d}" for d in ("development", "staging", "production")]
+
+
+def _commands(page: Path) -> list[str]:
+    text = re.sub(r"\\\n\s*", " ", page.read_text())
+    return [line[2:] for line in text.splitlines() if line.startswith("$ ")]
+
+
+@pytest.mark.parametrize("chart", sorted(_KSAS))
+def test_every_workload_identity_annotation_has_its_account_and_binding(chart: str) -> None:
+    values = yaml.safe_load((EXAMPLES / "helm" / chart / "values-gke-iap.yaml").read_text())
+    text = (EXAMPLES / "helm" / chart / "values-gke-iap.yaml").read_text()
+    commands = _commands(Path(__file__).parent / "deploy" / "project-setup.md")
+    created = {m for c in commands for m in re.findall(r"^gcloud iam service-accounts create (\S+)", c)}
+    bindings = {
+        (gsa, ksa)
+        for c in commands
+        if "roles/iam.workloadIdentityUser" in c
+        for gsa, ksa in re.findall(r"add-iam-policy-binding (\S+?)@.*svc\.id\.goog\[([^\]]+)\]", c)
+    }
+    # the component accounts the values annotate
+    wanted = []
+    for ksa, key in _KSAS[chart].items():
+        section = values[key] if key == "serviceAccount" else values[key]["serviceAccount"]
+        wanted.append((section["annotations"]["iam.gke.io/gcp-service-account"], ksa))
+    # the task pods' account, from the cluster resource templates
+    [task_gsa] = set(re.findall(r"iam\.gke\.io/gcp-service-account: (\S+)", text)) - {g for g, _ in wanted}
+    wanted += [(task_gsa, f"{ns}/default") for ns in _TASK_NAMESPACES]
+    for gsa, ksa in wanted:
+        name = gsa.split("@")[0]
+        assert name in created, f"{gsa} is never created on project-setup.md"
+        assert (name, ksa) in bindings, f"no roles/iam.workloadIdentityUser for {ksa} on {gsa}"

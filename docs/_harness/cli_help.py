@@ -149,7 +149,9 @@ _GCLOUD_WIDE = {
 # A flag's header line in a FLAGS section: "     --zone=ZONE, -z ZONE". Directly required flags sit
 # at five spaces; members of "exactly one of these" groups deeper. Description lines have more words.
 _GCLOUD_FLAG_HEADER = re.compile(
-    r"^( {5,})(--(?:\[no-\])?[a-z0-9][a-z0-9_-]*)(=\S+)?(?:, (-[a-zA-Z])(?: \S+)?)?[ \t]*$", re.MULTILINE
+    # a value may be followed by its default: `--network=NETWORK; default="default"`
+    r"^( {5,})(--(?:\[no-\])?[a-z0-9][a-z0-9_-]*)(=\S+?)?(?:; default=\S+)?(?:, (-[a-zA-Z])(?: \S+)?)?[ \t]*$",
+    re.MULTILINE,
 )
 
 
