@@ -460,3 +460,13 @@ def test_every_workload_identity_annotation_has_its_account_and_binding(chart: s
         name = gsa.split("@")[0]
         assert name in created, f"{gsa} is never created on project-setup.md"
         assert (name, ksa) in bindings, f"no roles/iam.workloadIdentityUser for {ksa} on {gsa}"
+
+
+@pytest.mark.skipif(not available("gcloud"), reason="gcloud is not installed")
+def test_gcloud_resource_argument_flags_are_known(sandbox: DocSandbox) -> None:
+    """`--location` of `gcloud iam workload-identity-pools create` is listed under POSITIONAL ARGUMENTS."""
+    run(
+        sandbox, "$ gcloud iam workload-identity-pools create github --location=global --project=my-project\n"
+    )
+    with pytest.raises(BlockFailure, match="has no flag --locaton"):
+        run(sandbox, "$ gcloud iam workload-identity-pools create github --locaton=global\n")

@@ -178,7 +178,8 @@ def _gcloud_spec(path: tuple[str, ...]) -> CommandSpec:
         )
     spec.flags.update(_GCLOUD_WIDE)
     for title, body in sections.items():
-        if "FLAGS" not in title or title == "GCLOUD WIDE FLAGS":
+        # resource arguments list their attribute flags (`--location=LOCATION`) with the positionals
+        if ("FLAGS" not in title and title != "POSITIONAL ARGUMENTS") or title == "GCLOUD WIDE FLAGS":
             continue
         for m in _GCLOUD_FLAG_HEADER.finditer(body):
             indent, name, value, short = m.group(1), m.group(2), m.group(3), m.group(4)
