@@ -470,3 +470,15 @@ def test_gcloud_resource_argument_flags_are_known(sandbox: DocSandbox) -> None:
     )
     with pytest.raises(BlockFailure, match="has no flag --locaton"):
         run(sandbox, "$ gcloud iam workload-identity-pools create github --locaton=global\n")
+
+
+@pytest.mark.parametrize("chart", ["flyte-binary", "flyte-core"])
+def test_no_request_falls_through_to_gkes_default_backend(chart: str) -> None:
+    """GKE's default-http-backend has no IAP: the Ingress must route "/" itself."""
+    [ingress] = [
+        d
+        for d in yaml.safe_load_all((EXAMPLES / "gke" / chart / "ingress.yaml").read_text())
+        if d and d["kind"] == "Ingress"
+    ]
+    paths = [p["path"] for r in ingress["spec"]["rules"] for p in r["http"]["paths"]]
+    assert "defaultBackend" in ingress["spec"] or "/" in paths
