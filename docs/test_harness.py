@@ -482,3 +482,58 @@ def test_no_request_falls_through_to_gkes_default_backend(chart: str) -> None:
     ]
     paths = [p["path"] for r in ingress["spec"]["rules"] for p in r["http"]["paths"]]
     assert "defaultBackend" in ingress["spec"] or "/" in paths
+
+
+# -- "All commands in order": all of them, from the step pages, in an order that works --------------
+
+
+def _all_commands_tabs() -> dict[str, list[str]]:
+    text = (Path(__file__).parent / "deploy" / "index.md").read_text()
+    section = text[text.index("## All commands in order") :]
+    tabs = {}
+    for chart in ("flyte-binary", "flyte-core"):
+        body = section[section.index(f":::{{tab-item}} {chart}") :]
+        body = body[: body.index("\n:::\n")]
+        joined = re.sub(r"\\\n\s*", " ", body)
+        tabs[chart] = [" ".join(line[2:].split()) for line in joined.splitlines() if line.startswith("$ ")]
+    return tabs
+
+
+def _step_commands() -> set[str]:
+    pages = [p for p in (Path(__file__).parent / "deploy").glob("*.md") if p.name != "index.md"]
+    commands = set()
+    for page in pages:
+        joined = re.sub(r"\\\n\s*", " ", page.read_text())
+        commands |= {" ".join(line[2:].split()) for line in joined.splitlines() if line.startswith("$ ")}
+    return commands
+
+
+@pytest.mark.parametrize("chart", ["flyte-binary", "flyte-core"])
+def test_all_commands_in_order_are_the_step_pages_commands_in_a_working_order(chart: str) -> None:
+    commands = _all_commands_tabs()[chart]
+    steps = _step_commands()
+    missing = [c for c in commands if c not in steps]
+    assert not missing, f"not on any step page (the list must repeat the steps, not differ): {missing}"
+
+    def first(fragment: str) -> int:
+        found = [i for i, c in enumerate(commands) if fragment in c]
+        assert found, f"the {chart} list has no command with {fragment!r}"
+        return found[0]
+
+    tls = "flyte-gateway-tls" if chart == "flyte-binary" else "flyteadmin-tls"
+    order = [
+        "gcloud services enable",
+        "gcloud compute addresses create",
+        "gcloud dns record-sets create",
+        "kubectl create namespace flyte",
+        "openssl req",
+        f"create secret tls {tls}",
+        "create secret generic flyte-iap-oauth",
+        "create secret generic flyte-db-password",
+        "helm repo add",
+        f"helm install flyte{'-backend' if chart == 'flyte-binary' else ''} flyteorg/{chart}",
+        f"kubectl apply --filename=examples/gke/{chart}/",
+    ]
+    positions = [first(f) for f in order]
+    assert positions == sorted(positions), dict(zip(order, positions, strict=True))
+    assert first("roles/iam.workloadIdentityUser") < first("helm install")
