@@ -375,9 +375,21 @@ def _pattern(regex: str) -> Callable[[str], list[str]]:
 #: (what, how to find the value each statement gives, the value)
 _FACTS = [
     ("flytekit release that shows a failing proxy command's output", _output_release, "1.16.21"),
-    ("grpcio floor", _pattern(r"grpcio(?: older than| before|>=|\" >= ?)\s*(\d+\.\d+)"), "1.62"),
-    ("flytectl floor", _pattern(r"flytectl (?:older than|before) (\d+\.\d+\.\d+)"), "0.8.18"),
-    ("flytekit floor for proxyCommand", _pattern(r"first appeared in flytekit (\d+\.\d+\.\d+)"), "1.10.0"),
+    (
+        "grpcio floor",
+        _pattern(r"grpcio(?: older than| before|>=|\" >= ?)\s*(\d+\.\d+)|grpcio (\d+\.\d+) or later"),
+        "1.62",
+    ),
+    (
+        "flytectl floor",
+        _pattern(r"flytectl (?:older than|before) (\d+\.\d+\.\d+)|flytectl \((\d+\.\d+\.\d+) and later"),
+        "0.8.18",
+    ),
+    (
+        "flytekit floor for proxyCommand",
+        _pattern(r"first appeared in flytekit (\d+\.\d+)(?:\.0)?\b|flytekit \((\d+\.\d+)(?:\.0)? and later"),
+        "1.10",
+    ),
     ("Flyte 1 chart version", _pattern(r"flyteorg/flyte-(?:binary|core) --version (v[\d.]+)"), "v1.16.8"),
 ]
 
