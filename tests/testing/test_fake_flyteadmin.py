@@ -239,3 +239,28 @@ def test_secure_mode_trusts_only_the_served_certificate(tmp_path: Path) -> None:
 def test_secure_mode_needs_both_files() -> None:
     with pytest.raises(ValueError, match="both certificate_file and key_file"):
         FakeFlyteAdmin(certificate_file="tls.crt")
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is not installed")
+def test_secure_mode_behind_iap_proxy_forwards_over_tls(tmp_path: Path) -> None:
+    """IapProxy speaks TLS to an https:// upstream without verifying it, as the load balancer does."""
+    from flyte_iap.testing import FakeGoogle, IapProxy
+
+    cert, key = _self_signed(tmp_path, "DNS:0.0.0.0:8088," + _CHART_SANS)
+    audience = "123-iap.apps.googleusercontent.com"
+    with (
+        FakeGoogle() as google,
+        FakeFlyteAdmin(certificate_file=cert, key_file=key) as admin,
+        IapProxy(
+            audience, certs_url=google.certs_url, allowed=[google.user_email], http_upstream=admin.http_url
+        ) as iap,
+    ):
+        token = google.mint_id_token(audience)
+        reply = requests.get(
+            iap.url + "/api/v1/projects", headers={"Proxy-Authorization": f"Bearer {token}"}, timeout=10
+        )
+
+    assert admin.http_url.startswith("https://")
+    assert reply.status_code == 200
+    assert reply.json() == {"projects": [{"id": "flytesnacks", "name": "flytesnacks"}]}
+    assert "proxy-authorization" not in admin.requests_to("/api/v1/projects")[0].headers
