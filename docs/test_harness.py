@@ -549,3 +549,14 @@ def test_all_commands_in_order_are_the_step_pages_commands_in_a_working_order(ch
     positions = [first(f) for f in order]
     assert positions == sorted(positions), dict(zip(order, positions, strict=True))
     assert first("roles/iam.workloadIdentityUser") < first("helm install")
+
+
+@pytest.mark.skipif(not available("gcloud"), reason="gcloud is not installed")
+def test_gcloud_flag_given_twice_fails_unless_its_help_says_it_repeats(sandbox: DocSandbox) -> None:
+    """`add-iam-policy-binding --member=A --member=B` binds only B."""
+    with pytest.raises(BlockFailure, match="--member is given 2 times"):
+        run(
+            sandbox,
+            "$ gcloud storage buckets add-iam-policy-binding gs://b --member=user:a@example.com "
+            "--member=user:b@example.com --role=roles/storage.objectViewer\n",
+        )

@@ -500,6 +500,14 @@ class ShellBlock:
         missing = spec.required - {n for n, _ in flags}
         if missing:
             raise self.fail(cmd, f"`gcloud {' '.join(path)}` requires {', '.join(sorted(missing))}")
+        names = [n for n, _ in flags]
+        for name in sorted({n for n in names if names.count(n) > 1}):
+            if not _gcloud_flag_repeatable(spec.text, name):
+                raise self.fail(
+                    cmd,
+                    f"{name} is given {names.count(name)} times, but gcloud keeps only the last value: "
+                    "write one command per value",
+                )
         for arg in positionals:
             if re.search(r"\.(ya?ml|json)$", arg):
                 self._check_file(cmd, arg, must_validate=True)
@@ -729,6 +737,14 @@ class ShellBlock:
             problems = validate_file(f.resolve(), record_as="console-file")
             if problems:
                 raise self.fail(cmd, f"{f.name}:\n  " + "\n  ".join(problems))
+
+
+def _gcloud_flag_repeatable(help_text: str, name: str) -> bool:
+    """Whether the help paragraph of a gcloud flag says it may be given more than once."""
+    match = re.search(
+        rf"^ {{5,}}{re.escape(name)}\b[^\n]*\n((?:(?! {{5}}--)[^\n]*\n)*)", help_text, re.MULTILINE
+    )
+    return bool(match and re.search(r"\brepeat", match.group(1), re.IGNORECASE))
 
 
 def _unknown(command: str, name: str, known: dict[str, bool]) -> str:
