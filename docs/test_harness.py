@@ -203,6 +203,8 @@ def test_a_session_keeps_state_between_commands_and_compares_every_output(sandbo
 def test_a_failing_session_command_fails_at_its_line(sandbox: DocSandbox) -> None:
     with pytest.raises(BlockFailure, match=r"example\.md:11: `false`\nexited 1"):
         session(sandbox, "$ true\n$ false\n$ echo never\nnever\n")
+
+
 # -- behaviour: flyteadmin's secure mode with the page's own certificate ---------------------------
 
 _CORE_CERT = (
