@@ -3,11 +3,8 @@
 flyteadmin's REST gateway (secure mode) dials its own gRPC server with a preset TLS server name,
 and grpc-go hands that name unchanged to Go's ``crypto/x509`` ``Certificate.VerifyHostname``. This
 module reproduces that function's decision and its error text, so a fake fails exactly where the
-real server fails::
-
-    from cryptography import x509
-    cert = x509.load_pem_x509_certificate(pem)
-    verify_hostname(cert, "0.0.0.0:8088")   # None, or "x509: certificate is valid for ..., not 0.0.0.0:8088"
+real server fails: ``verify_hostname(cert, "0.0.0.0:8088")`` (``cert`` a ``cryptography`` certificate)
+is None, or ``"x509: certificate is valid for flyteadmin, ..., not 0.0.0.0:8088"``.
 
 Behaviour read in golang/go ``src/crypto/x509/verify.go`` (Go 1.26, the toolchain of
 flyteorg/flyte@v1.16.8:flyteadmin/go.mod): an address that parses as an IP is matched only against
