@@ -1,0 +1,190 @@
+"""What both HTTP/2 sides of the proxy share: sending under flow control, and the queue between sides.
+
+Backpressure runs end to end: received DATA is acknowledged to its sender (a WINDOW_UPDATE) only after
+the other side took it, so the bytes held in memory per stream never exceed the window the proxy
+advertises, whatever the sizes of the bodies passing through.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+from typing import Any
+
+import h2.connection
+import h2.exceptions
+
+#: Flow-control windows the proxy advertises, per stream and per connection: large enough for loopback
+#: throughput, small enough that 100 streams with a stalled reader stay in tens of MiB.
+STREAM_WINDOW = 256 * 1024
+CONNECTION_WINDOW = 4 * 1024 * 1024
+
+Headers = list[tuple[bytes, bytes]]
+
+#: Connection-specific headers (RFC 9110 7.6.1, RFC 9113 8.2.2) and the credential the proxy replaces.
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"proxy-authorization",
+        b"proxy-authenticate",
+        b"te",
+        b"transfer-encoding",
+        b"upgrade",
+        b"http2-settings",
+        b"host",
+    }
+)
+
+
+def end_to_end(headers: Headers, *, drop: frozenset[bytes] = frozenset()) -> Headers:
+    """The headers a hop passes on: pseudo-headers, hop-by-hop ones and those named by Connection dropped.
+
+    ``te: trailers`` survives: gRPC requires it on HTTP/2.
+    """
+    named: set[bytes] = set()
+    for name, value in headers:
+        if name == b"connection":
+            named.update(token.strip().lower() for token in value.split(b",") if token.strip())
+    out: Headers = []
+    for name, value in headers:
+        if name.startswith(b":") or name in drop or name in named:
+            continue
+        if name in HOP_BY_HOP:
+            if name == b"te" and value.strip().lower() == b"trailers":
+                out.append((b"te", b"trailers"))
+            continue
+        out.append((name, value))
+    return out
+
+
+class StreamGone(Exception):
+    """The stream (or its connection) closed while data was waiting to be sent on it."""
+
+
+class Queue:
+    """An unbounded FIFO between two tasks; the bound is the flow-control window of the producer's peer."""
+
+    def __init__(self) -> None:
+        self._items: collections.deque[tuple[Any, ...]] = collections.deque()
+        self._ready = asyncio.Event()
+
+    def put(self, *item: Any) -> None:
+        self._items.append(item)
+        self._ready.set()
+
+    async def get(self) -> tuple[Any, ...]:
+        while not self._items:
+            self._ready.clear()
+            await self._ready.wait()
+        return self._items.popleft()
+
+
+class H2Peer:
+    """One HTTP/2 connection (either side) over an asyncio stream pair."""
+
+    def __init__(self, conn: h2.connection.H2Connection, writer: asyncio.StreamWriter) -> None:
+        self.conn = conn
+        self.writer = writer
+        self.closed = False
+        self._waiters: dict[int, asyncio.Event] = {}
+
+    def flush(self) -> None:
+        """Write whatever h2 has queued."""
+        data = self.conn.data_to_send()
+        if data and not self.closed:
+            self.writer.write(data)
+
+    def advertise_windows(self, **settings: int) -> None:
+        """Open the windows the peer may fill beyond the protocol's 64 KiB defaults.
+
+        Args:
+            settings: more settings by ``SettingCodes`` name (``MAX_CONCURRENT_STREAMS=100``).
+        """
+        from h2.settings import SettingCodes
+
+        values = {SettingCodes.INITIAL_WINDOW_SIZE: STREAM_WINDOW}
+        values.update({SettingCodes[name]: value for name, value in settings.items()})
+        self.conn.update_settings(values)
+        self.conn.increment_flow_control_window(CONNECTION_WINDOW - 65535)
+
+    def wake(self, stream_id: int | None = None) -> None:
+        """The peer opened its window (one stream's, or the connection's when ``stream_id`` is falsy)."""
+        if stream_id:
+            waiter = self._waiters.get(stream_id)
+            if waiter is not None:
+                waiter.set()
+            return
+        for waiter in self._waiters.values():
+            waiter.set()
+
+    def close(self) -> None:
+        self.closed = True
+        self.wake()
+        with contextlib.suppress(Exception):
+            self.writer.close()
+
+    async def send_data(self, stream_id: int, data: bytes) -> None:
+        """Send ``data`` on a stream as the peer's windows allow; returns once it is handed to the socket.
+
+        Raises:
+            StreamGone: the stream was reset or the connection closed first.
+        """
+        offset = 0
+        try:
+            while offset < len(data):
+                if self.closed:
+                    raise StreamGone
+                window = self.conn.local_flow_control_window(stream_id)
+                window = min(window, self.conn.max_outbound_frame_size)
+                if window <= 0:
+                    waiter = self._waiters.setdefault(stream_id, asyncio.Event())
+                    waiter.clear()
+                    await waiter.wait()
+                    continue
+                self.conn.send_data(stream_id, data[offset : offset + window])
+                offset += window
+                self.flush()
+        except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError, KeyError) as exc:
+            raise StreamGone from exc
+        finally:
+            self._waiters.pop(stream_id, None)
+        await self.drain()
+
+    def send_headers(self, stream_id: int, headers: Headers, *, end_stream: bool = False) -> None:
+        try:
+            self.conn.send_headers(stream_id, headers, end_stream=end_stream)
+        except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError, KeyError) as exc:
+            raise StreamGone from exc
+        self.flush()
+
+    def end_stream(self, stream_id: int) -> None:
+        try:
+            self.conn.end_stream(stream_id)
+        except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError, KeyError) as exc:
+            raise StreamGone from exc
+        self.flush()
+
+    def reset(self, stream_id: int, error_code: int = 8) -> None:
+        """RST_STREAM (CANCEL by default); quiet when the stream is already gone."""
+        with contextlib.suppress(h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError, KeyError):
+            self.conn.reset_stream(stream_id, error_code)
+        self.wake(stream_id)
+        self.flush()
+
+    def ack(self, stream_id: int, length: int) -> None:
+        """The other side took ``length`` flow-controlled bytes of this stream: let the peer send more."""
+        if length and not self.closed:
+            with contextlib.suppress(h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError, KeyError):
+                self.conn.acknowledge_received_data(length, stream_id)
+            self.flush()
+
+    async def drain(self) -> None:
+        if self.closed:
+            return
+        try:
+            await self.writer.drain()
+        except (ConnectionError, RuntimeError) as exc:
+            raise StreamGone from exc

@@ -1,0 +1,221 @@
+"""The proxy's connections to the one IAP origin: TLS, HTTP/2 (ALPN ``h2``), multiplexed, reconnected.
+
+Every downstream request, HTTP/1.1 or HTTP/2, becomes a stream on one of these connections. Google's
+front ends negotiate ``h2`` on :443 for both gRPC and plain HTTP, so one protocol upstream covers the
+console, the REST API, Connect and gRPC. A connection takes streams up to the server's
+``SETTINGS_MAX_CONCURRENT_STREAMS``; beyond that, or after a GOAWAY, a new one is opened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+from typing import Any
+
+import h2.config
+import h2.connection
+import h2.events
+import h2.exceptions
+
+from flyte_iap.errors import TransportError
+from flyte_iap.local_proxy._h2peer import H2Peer, Headers, Queue
+
+_CONNECT_TIMEOUT = 15.0
+
+
+class UpstreamConnection(H2Peer):
+    """One TLS + HTTP/2 client connection to the origin."""
+
+    def __init__(self, conn: h2.connection.H2Connection, writer: asyncio.StreamWriter) -> None:
+        super().__init__(conn, writer)
+        #: upstream stream id -> the queue of that exchange's response events
+        self.responses: dict[int, Queue] = {}
+        self.goaway = False
+        self._task: asyncio.Task[None] | None = None
+
+    def has_room(self) -> bool:
+        if self.closed or self.goaway:
+            return False
+        limit = self.conn.remote_settings.max_concurrent_streams
+        return self.conn.open_outbound_streams < limit
+
+    def open_stream(self, headers: Headers, responses: Queue) -> int:
+        """Send a request's headers; response events will arrive on ``responses``."""
+        stream_id = self.conn.get_next_available_stream_id()
+        self.conn.send_headers(stream_id, headers)
+        self.responses[stream_id] = responses
+        self.flush()
+        return stream_id
+
+    def forget(self, stream_id: int) -> None:
+        self.responses.pop(stream_id, None)
+
+    def start(self, reader: asyncio.StreamReader) -> None:
+        self._task = asyncio.ensure_future(self._read(reader))
+
+    def close(self) -> None:
+        super().close()
+        if self._task is not None:
+            self._task.cancel()
+
+    async def _read(self, reader: asyncio.StreamReader) -> None:
+        reason = "the connection to the endpoint closed"
+        try:
+            while True:
+                data = await reader.read(65536)
+                if not data:
+                    break
+                try:
+                    events = self.conn.receive_data(data)
+                except h2.exceptions.ProtocolError as exc:
+                    reason = f"the endpoint broke HTTP/2 ({type(exc).__name__})"
+                    break
+                for event in events:
+                    self._on_event(event)
+                self.flush()
+        except (ConnectionError, OSError, ssl.SSLError) as exc:
+            reason = f"the connection to the endpoint failed ({type(exc).__name__})"
+        finally:
+            self.closed = True
+            self.wake()
+            for responses in self.responses.values():
+                responses.put("gone", reason)
+            self.responses.clear()
+            with contextlib.suppress(Exception):
+                self.writer.close()
+
+    def _on_event(self, event: h2.events.Event) -> None:
+        if isinstance(event, h2.events.WindowUpdated):
+            self.wake(event.stream_id)
+            return
+        if isinstance(event, h2.events.RemoteSettingsChanged):
+            self.wake()
+            return
+        if isinstance(event, h2.events.ConnectionTerminated):
+            # Streams above last_stream_id were never processed; the ones below finish normally.
+            self.goaway = True
+            last = event.last_stream_id if event.last_stream_id is not None else 0
+            for stream_id in [s for s in self.responses if s > last]:
+                self.responses.pop(stream_id).put("gone", "the endpoint closed the connection (GOAWAY)")
+            return
+        stream_id = getattr(event, "stream_id", 0)
+        responses = self.responses.get(stream_id) if stream_id else None
+        if responses is None:
+            if isinstance(event, h2.events.DataReceived):
+                self.ack(event.stream_id, event.flow_controlled_length)
+            return
+        if isinstance(event, h2.events.ResponseReceived):
+            responses.put("headers", list(event.headers))
+        elif isinstance(event, h2.events.DataReceived):
+            responses.put("data", event.data, event.flow_controlled_length)
+        elif isinstance(event, h2.events.TrailersReceived):
+            responses.put("trailers", list(event.headers))
+        elif isinstance(event, h2.events.StreamEnded):
+            self.responses.pop(stream_id, None)
+            responses.put("end")
+        elif isinstance(event, h2.events.StreamReset):
+            self.responses.pop(stream_id, None)
+            self.wake(stream_id)
+            responses.put("reset", event.error_code)
+
+
+class Upstream:
+    """The pool of connections to ``host:port`` over TLS.
+
+    Args:
+        host: the endpoint's host name (SNI, certificate check).
+        port: its port, 443 unless the endpoint URL says otherwise.
+        ssl_context: verifies the endpoint's certificate; ALPN is set to ``h2`` here.
+        connect_host: where to connect if not ``host`` (tests: a name that resolves elsewhere).
+    """
+
+    def __init__(
+        self, host: str, port: int, ssl_context: ssl.SSLContext, *, connect_host: str | None = None
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.connect_host = connect_host or host
+        ssl_context.set_alpn_protocols(["h2"])
+        self._ssl = ssl_context
+        self._connections: list[UpstreamConnection] = []
+        self._lock = asyncio.Lock()
+        #: connections opened so far, for tests and the benchmark
+        self.connects = 0
+
+    async def open_stream(self, headers: Headers, responses: Queue) -> tuple[UpstreamConnection, int]:
+        """Start a request on a connection with room, opening one if needed.
+
+        Raises:
+            TransportError: the endpoint cannot be reached, its certificate fails, or it does not speak
+                HTTP/2.
+        """
+        for attempt in range(2):
+            connection = await self._connection()
+            try:
+                return connection, connection.open_stream(headers, responses)
+            except h2.exceptions.TooManyStreamsError:
+                continue
+            except (h2.exceptions.ProtocolError, h2.exceptions.StreamClosedError):
+                connection.goaway = True
+                if attempt:
+                    raise TransportError(
+                        f"cannot start a request on {self.host}:{self.port}",
+                        "the endpoint closed the connection; retry",
+                    ) from None
+        raise TransportError(f"cannot start a request on {self.host}:{self.port}", "retry")
+
+    async def _connection(self) -> UpstreamConnection:
+        async with self._lock:
+            self._connections = [
+                c for c in self._connections if not c.closed and (c.responses or not c.goaway)
+            ]
+            for connection in self._connections:
+                if connection.has_room():
+                    return connection
+            connection = await self._connect()
+            self._connections.append(connection)
+            return connection
+
+    async def _connect(self) -> UpstreamConnection:
+        where = f"{self.host}:{self.port}"
+        try:
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(
+                    self.connect_host, self.port, ssl=self._ssl, server_hostname=self.host
+                ),
+                timeout=_CONNECT_TIMEOUT,
+            )
+        except ssl.SSLCertVerificationError as exc:
+            raise TransportError(
+                f"the certificate of {where} is not trusted ({exc.verify_message})",
+                "for a private CA pass --ca-cert FILE (the CA's PEM), as admin.caCertFilePath",
+            ) from None
+        except TimeoutError:
+            message = f"{where} did not answer within {_CONNECT_TIMEOUT:.0f} s"
+            raise TransportError(message, _NET_HINT) from None
+        except (OSError, ssl.SSLError) as exc:
+            raise TransportError(f"cannot connect to {where}: {exc.strerror or exc}", _NET_HINT) from None
+        ssl_object: Any = writer.get_extra_info("ssl_object")
+        if ssl_object is None or ssl_object.selected_alpn_protocol() != "h2":
+            writer.close()
+            raise TransportError(
+                f"{where} did not offer HTTP/2 (ALPN h2)",
+                "the proxy forwards over HTTP/2, as IAP's load balancer serves it; check --endpoint",
+            )
+        config = h2.config.H2Configuration(client_side=True, header_encoding=None)
+        connection = UpstreamConnection(h2.connection.H2Connection(config=config), writer)
+        connection.conn.initiate_connection()
+        connection.advertise_windows()
+        connection.flush()
+        connection.start(reader)
+        self.connects += 1
+        return connection
+
+    def close(self) -> None:
+        for connection in self._connections:
+            connection.close()
+        self._connections.clear()
+
+
+_NET_HINT = "check --endpoint and your network (VPN, proxy); the proxy retries on the next request"
