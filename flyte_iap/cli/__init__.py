@@ -91,3 +91,4 @@ _INTERRUPTED_HINT = "hint: nothing was stored; run the command again when you ar
 from flyte_iap.cli import deployment, tokens  # noqa: E402
 
 __all__ = ["cli", "deployment", "main", "tokens"]
+from flyte_iap.cli import proxy  # noqa: E402,F401  (flyte-iap proxy: flyte_iap.local_proxy)

@@ -7,16 +7,15 @@ FakeFlyteAdmin (h2c gRPC / HTTP/1.1). Everything stays on 127.0.0.1.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from helpers import ProxyFactory
+from helpers.proxy import LocalFactory
 
 from flyte_iap.local_proxy import LocalProxy, TokenSource, user_token_fetcher
-from flyte_iap.testing import FakeFlyteAdmin, FakeGoogle, IapProxy
-
-LocalFactory = Callable[..., LocalProxy]
+from flyte_iap.testing import FakeGoogle, IapProxy
 
 
 @pytest.fixture
@@ -33,8 +32,9 @@ def make_local(tls_iap: IapProxy, fake_google: FakeGoogle) -> Iterator[LocalFact
     def make(**overrides: Any) -> LocalProxy:
         settings: dict[str, Any] = {"ca_cert": tls_iap.ca_cert_file}
         tokens = overrides.pop("tokens", None) or TokenSource(user_token_fetcher(fake_google.IAP_CLIENT_ID))
+        endpoint = overrides.pop("endpoint", tls_iap.url)
         settings.update(overrides)
-        proxy = LocalProxy(overrides.pop("endpoint", tls_iap.url), tokens, **settings).start_in_thread()
+        proxy = LocalProxy(endpoint, tokens, **settings).start_in_thread()
         started.append(proxy)
         return proxy
 
@@ -55,8 +55,57 @@ def local_target(local: LocalProxy) -> str:
     return f"127.0.0.1:{local.port}"
 
 
-def assert_flyteadmin_never_saw_iap_credentials(admin: FakeFlyteAdmin) -> None:
-    for call in admin.grpc_calls:
-        assert "proxy-authorization" not in call.metadata, call.method
-    for request in admin.http_requests:
-        assert "proxy-authorization" not in request.headers, request.path
+@pytest.fixture
+def echo_http() -> Iterator[Any]:
+    """An HTTP/1.1 upstream that reports what it got: POST /echo answers the body's length and SHA-256,
+    GET /redirect answers 302 to another host, anything else 200 with the request headers as JSON."""
+    import hashlib
+    import http.server
+    import json
+    import threading
+
+    seen: list[dict[str, str]] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def _reply(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
+            self.send_response(status)
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self) -> None:
+            seen.append({k.lower(): v for k, v in self.headers.items()})
+            if self.path == "/redirect":
+                self._reply(302, b"", {"location": "https://elsewhere.example/landing"})
+                return
+            self._reply(200, json.dumps(seen[-1]).encode(), {"content-type": "application/json"})
+
+        def do_POST(self) -> None:
+            seen.append({k.lower(): v for k, v in self.headers.items()})
+            digest = hashlib.sha256()
+            left = int(self.headers.get("content-length", "0"))
+            total = 0
+            while left:
+                chunk = self.rfile.read(min(left, 1 << 16))
+                if not chunk:
+                    break
+                digest.update(chunk)
+                total += len(chunk)
+                left -= len(chunk)
+            self._reply(200, json.dumps({"length": total, "sha256": digest.hexdigest()}).encode())
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    server.seen = seen  # type: ignore[attr-defined]
+    server.url = f"http://127.0.0.1:{server.server_address[1]}"  # type: ignore[attr-defined]
+    yield server
+    server.shutdown()
+    server.server_close()
