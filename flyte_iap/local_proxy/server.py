@@ -744,8 +744,10 @@ class _H2Session(H2Peer):
             if kind == "headers":
                 status = _status_of(args[0])
                 answer = self.proxy.watch(status, args[0], token)
-                self.send_headers(stream_id, [(b":status", str(status).encode()), *end_to_end(args[0])])
+                headers = [(b":status", str(status).encode()), *end_to_end(args[0])]
+                self.send_headers(stream_id, headers, end_stream=args[1])
                 started = True
+                ended = args[1]
             elif kind == "data":
                 if answer is not None:
                     answer.feed(args[0])

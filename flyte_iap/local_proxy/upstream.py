@@ -106,7 +106,8 @@ class UpstreamConnection(H2Peer):
                 self.ack(event.stream_id, event.flow_controlled_length)
             return
         if isinstance(event, h2.events.ResponseReceived):
-            responses.put("headers", list(event.headers))
+            # a trailers-only answer (a gRPC error) must reach the client as one HEADERS frame
+            responses.put("headers", list(event.headers), event.stream_ended is not None)
         elif isinstance(event, h2.events.DataReceived):
             responses.put("data", event.data, event.flow_controlled_length)
         elif isinstance(event, h2.events.TrailersReceived):
