@@ -79,7 +79,9 @@ def require_stack() -> None:
     missing = [name for name in _STACK if importlib.util.find_spec(name) is None]
     if missing:
         raise ConfigurationError(
-            f"flyte-iap proxy needs {' and '.join(missing)}, which are not installed",
+            f"flyte-iap proxy needs {' and '.join(missing)}, which "
+            + ("is" if len(missing) == 1 else "are")
+            + " not installed",
             "pip install 'flyte-iap[proxy]'",
         )
 

@@ -169,14 +169,16 @@ def test_cancelled_server_stream_does_not_disturb_the_next_call(echo_target: str
 @pytest.mark.xfail(
     strict=True,
     reason="the IapProxy emulator splits a trailers-only answer into HEADERS + an empty DATA with "
-    "END_STREAM, which grpcio rejects; the local proxy keeps it one frame (flyte_iap/local_proxy/upstream.py)",
+    "END_STREAM, which grpcio rejects; the local proxy keeps it one frame (local_proxy/upstream.py)",
 )
 def test_trailers_only_error_reaches_the_client_as_its_status(echo_target: str) -> None:
     # the server's 16 MiB limit: it answers RESOURCE_EXHAUSTED in one HEADERS frame (trailers-only)
     options = [("grpc.max_send_message_length", 32 << 20)]
-    with grpc.insecure_channel(echo_target, options=options) as channel:
-        with pytest.raises(grpc.RpcError) as error:
-            channel.unary_unary("/test.Echo/Metadata")(b"x" * (17 << 20), timeout=60)
+    with (
+        grpc.insecure_channel(echo_target, options=options) as channel,
+        pytest.raises(grpc.RpcError) as error,
+    ):
+        channel.unary_unary("/test.Echo/Metadata")(b"x" * (17 << 20), timeout=60)
 
     assert error.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert "17825797" in (error.value.details() or "")  # the server's message: the size it received
