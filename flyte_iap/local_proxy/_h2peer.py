@@ -17,8 +17,10 @@ import h2.exceptions
 
 #: Flow-control windows the proxy advertises, per stream and per connection: large enough for loopback
 #: throughput, small enough that 100 streams with a stalled reader stay in tens of MiB.
-STREAM_WINDOW = 256 * 1024
-CONNECTION_WINDOW = 4 * 1024 * 1024
+STREAM_WINDOW = 1024 * 1024
+CONNECTION_WINDOW = 8 * 1024 * 1024
+#: Bytes read from a socket at once.
+READ_SIZE = 256 * 1024
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -75,6 +77,12 @@ class Queue:
         self._items.append(item)
         self._ready.set()
 
+    def unget(self, items: list[tuple[Any, ...]]) -> None:
+        """Put items taken by :meth:`get` back in front, in their order."""
+        self._items.extendleft(reversed(items))
+        if items:
+            self._ready.set()
+
     async def get(self) -> tuple[Any, ...]:
         while not self._items:
             self._ready.clear()
@@ -90,9 +98,17 @@ class H2Peer:
         self.writer = writer
         self.closed = False
         self._waiters: dict[int, asyncio.Event] = {}
+        self._flush_pending = False
 
     def flush(self) -> None:
-        """Write whatever h2 has queued."""
+        """Write what h2 has queued, once the tasks running now are done: their frames share a write."""
+        if not self._flush_pending:
+            self._flush_pending = True
+            asyncio.get_running_loop().call_soon(self.flush_now)
+
+    def flush_now(self) -> None:
+        """Write what h2 has queued at once."""
+        self._flush_pending = False
         data = self.conn.data_to_send()
         if data and not self.closed:
             self.writer.write(data)
@@ -121,6 +137,8 @@ class H2Peer:
             waiter.set()
 
     def close(self) -> None:
+        if not self.closed:
+            self.flush_now()
         self.closed = True
         self.wake()
         with contextlib.suppress(Exception):

@@ -25,7 +25,7 @@ import h2.exceptions
 import h11
 
 from flyte_iap.errors import ConfigurationError, FlyteIapError, LoginRequiredError, TransportError
-from flyte_iap.local_proxy._h2peer import H2Peer, Headers, Queue, StreamGone, end_to_end
+from flyte_iap.local_proxy._h2peer import READ_SIZE, H2Peer, Headers, Queue, StreamGone, end_to_end
 from flyte_iap.local_proxy.tokens import TokenSource
 from flyte_iap.local_proxy.upstream import Upstream, UpstreamConnection
 
@@ -394,11 +394,22 @@ class _IapAnswer:
         self.token = token
         self.body = bytearray()
 
-    def feed(self, data: bytes) -> None:
-        if len(self.body) < self._LIMIT:
-            self.body += data[: self._LIMIT - len(self.body)]
+    async def report(self, responses: Queue) -> None:
+        """Read ahead in the answer (IAP's are small) and log the hint before the client sees the answer.
 
-    def done(self) -> None:
+        The events read are put back, so the answer still reaches the client whole and in order.
+        """
+        held: list[tuple[Any, ...]] = []
+        try:
+            while len(self.body) < self._LIMIT:
+                item = await responses.get()
+                held.append(item)
+                if item[0] == "data":
+                    self.body += item[1][: self._LIMIT - len(self.body)]
+                elif item[0] != "trailers":
+                    break
+        finally:
+            responses.unget(held)
         self.proxy.iap_refused(self.status, self.body.decode("utf-8", "replace"), self.token)
 
 
@@ -463,7 +474,7 @@ class _H1Session:
             if event is h11.NEED_DATA:
                 if self.conn.they_are_waiting_for_100_continue:
                     await self._send(h11.InformationalResponse(status_code=100, headers=[]))
-                self.conn.receive_data(await self.reader.read(65536))
+                self.conn.receive_data(await self.reader.read(READ_SIZE))
                 continue
             return None if event is h11.PAUSED else event
 
@@ -534,7 +545,6 @@ class _H1Session:
         started = False
         chunked = False
         trailers: Headers = []
-        answer: _IapAnswer | None = None
         try:
             while True:
                 kind, *args = await responses.get()
@@ -542,6 +552,8 @@ class _H1Session:
                     status = _status_of(args[0])
                     out = end_to_end(args[0])
                     answer = self.proxy.watch(status, args[0], token)
+                    if answer is not None:
+                        await answer.report(responses)
                     chunked = (
                         _get(out, b"content-length") is None
                         and self.conn.their_http_version == b"1.1"
@@ -551,15 +563,11 @@ class _H1Session:
                     await self._send(h11.Response(status_code=status, headers=out))
                     started = True
                 elif kind == "data":
-                    if answer is not None:
-                        answer.feed(args[0])
                     await self._send(h11.Data(data=args[0]))
                     upstream.ack(stream_id, args[1])
                 elif kind == "trailers":
                     trailers = end_to_end(args[0])
                 elif kind == "end":
-                    if answer is not None:
-                        answer.done()
                     await self._send(h11.EndOfMessage(headers=trailers if chunked else []))
                     return True
                 else:  # "reset" or "gone": the endpoint dropped the request
@@ -612,7 +620,7 @@ class _H2Session(H2Peer):
     async def run(self) -> None:
         self.conn.initiate_connection()
         self.advertise_windows(MAX_CONCURRENT_STREAMS=self.proxy.max_streams)
-        self.flush()
+        self.flush_now()
         data = self.initial
         try:
             while True:
@@ -620,13 +628,13 @@ class _H2Session(H2Peer):
                     try:
                         events = self.conn.receive_data(data)
                     except h2.exceptions.ProtocolError:
-                        self.flush()
+                        self.flush_now()
                         return
                     for event in events:
                         self._on_event(event)
-                    self.flush()
+                    self.flush_now()
                     await self.drain()
-                data = await self.reader.read(65536)
+                data = await self.reader.read(READ_SIZE)
                 if not data:
                     return
         finally:
@@ -636,7 +644,6 @@ class _H2Session(H2Peer):
                 await asyncio.gather(*self.tasks.values(), return_exceptions=True)
             with contextlib.suppress(Exception):
                 self.conn.close_connection()
-                self.flush()
             self.close()
 
     def _on_event(self, event: h2.events.Event) -> None:
@@ -738,27 +745,24 @@ class _H2Session(H2Peer):
         grpc: bool,
     ) -> None:
         started = ended = False
-        answer: _IapAnswer | None = None
         while True:
             kind, *args = await responses.get()
             if kind == "headers":
                 status = _status_of(args[0])
                 answer = self.proxy.watch(status, args[0], token)
+                if answer is not None:
+                    await answer.report(responses)
                 headers = [(b":status", str(status).encode()), *end_to_end(args[0])]
                 self.send_headers(stream_id, headers, end_stream=args[1])
                 started = True
                 ended = args[1]
             elif kind == "data":
-                if answer is not None:
-                    answer.feed(args[0])
                 await self.send_data(stream_id, args[0])
                 upstream.ack(upstream_id, args[1])
             elif kind == "trailers":
                 self.send_headers(stream_id, end_to_end(args[0]), end_stream=True)
                 ended = True
             elif kind == "end":
-                if answer is not None:
-                    answer.done()
                 if not ended:
                     self.end_stream(stream_id)
                 return

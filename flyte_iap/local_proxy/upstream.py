@@ -19,7 +19,7 @@ import h2.events
 import h2.exceptions
 
 from flyte_iap.errors import TransportError
-from flyte_iap.local_proxy._h2peer import H2Peer, Headers, Queue
+from flyte_iap.local_proxy._h2peer import READ_SIZE, H2Peer, Headers, Queue
 
 _CONNECT_TIMEOUT = 15.0
 
@@ -63,7 +63,7 @@ class UpstreamConnection(H2Peer):
         reason = "the connection to the endpoint closed"
         try:
             while True:
-                data = await reader.read(65536)
+                data = await reader.read(READ_SIZE)
                 if not data:
                     break
                 try:
@@ -73,7 +73,7 @@ class UpstreamConnection(H2Peer):
                     break
                 for event in events:
                     self._on_event(event)
-                self.flush()
+                self.flush_now()
         except (ConnectionError, OSError, ssl.SSLError) as exc:
             reason = f"the connection to the endpoint failed ({type(exc).__name__})"
         finally:
@@ -208,7 +208,7 @@ class Upstream:
         connection = UpstreamConnection(h2.connection.H2Connection(config=config), writer)
         connection.conn.initiate_connection()
         connection.advertise_windows()
-        connection.flush()
+        connection.flush_now()
         connection.start(reader)
         self.connects += 1
         return connection
