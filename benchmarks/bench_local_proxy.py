@@ -110,6 +110,12 @@ def _paired(
     return d_times, p_times, [p - d for d, p in zip(d_times, p_times, strict=True)]
 
 
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds a process has used (/proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _rss_mib(pid: int) -> tuple[float, float]:
     """VmRSS and VmHWM of a process, in MiB."""
     fields = {}
@@ -211,14 +217,17 @@ def run(ctx: Context) -> None:
                 lambda: proxy_http.get(f"{url}/api/v1/projects", timeout=30).raise_for_status(),
             ),
         ):
+            cpu_before = _cpu_s(process.pid)
             d, p, added = _paired(direct, proxied, runs)
-            rows.append((label, d, p, added))
+            rows.append((label, d, p, added, (_cpu_s(process.pid) - cpu_before) / runs))
         print(f"\nlatency, {runs} calls each, alternating (ms):")
-        print(f"  {'':22} {'direct p50':>11} {'proxy p50':>10} {'added p50':>10} {'added p99':>10}")
-        for label, d, p, added in rows:
+        head = f"  {'':22} {'direct p50':>11} {'proxy p50':>10} {'added p50':>10} {'added p99':>10}"
+        print(head + f" {'proxy CPU/call':>15}")
+        for label, d, p, added, cpu in rows:
             print(
                 f"  {label:22} {statistics.median(d) * 1e3:11.2f} {statistics.median(p) * 1e3:10.2f}"
                 f" {statistics.median(added) * 1e3:10.2f} {_percentile(added, 0.99) * 1e3:10.2f}"
+                f" {cpu * 1e3:15.2f}"
             )
             ctx.goal(
                 f"flyte-iap proxy: p50 added latency per {label} <= 1 ms",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ssl
 from typing import Any
 
@@ -205,7 +206,12 @@ class Upstream:
                 "the proxy forwards over HTTP/2, as IAP's load balancer serves it; check --endpoint",
             )
         config = h2.config.H2Configuration(client_side=True, header_encoding=None)
-        connection = UpstreamConnection(h2.connection.H2Connection(config=config), writer)
+        conn = h2.connection.H2Connection(config=config)
+        # h2 sends proxy-authorization never-indexed (right: it stays out of the compression context),
+        # so every request carries the ~1 KB token again; Huffman-coding it in pure Python cost about
+        # 0.3 ms per request (cProfile), more than sending the raw bytes. Only the upstream side skips it.
+        conn.encoder.encode = functools.partial(conn.encoder.encode, huffman=False)  # type: ignore[method-assign]
+        connection = UpstreamConnection(conn, writer)
         connection.conn.initiate_connection()
         connection.advertise_windows()
         connection.flush_now()
