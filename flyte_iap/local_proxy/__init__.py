@@ -24,6 +24,9 @@ What it does with each request:
 * refuses to be an open proxy or a tool for web pages: CONNECT (405), absolute-form targets naming another
   host (403), a ``Host``/``:authority`` that is not loopback (DNS rebinding, 403), a foreign ``Origin``
   or ``Sec-Fetch-Site: cross-site`` (403); with a session secret, requests without it get 407;
+* in flyteadmin's ``GetOAuth2Metadata`` answer, a token endpoint on the IAP origin is moved to the
+  proxy (:mod:`flyte_iap.local_proxy.oauth_metadata`), so flytekit's and flytectl's client-secret, PKCE
+  and device token requests come through it too instead of reaching IAP without its header (flyte#6089);
 * the token comes from the same cache and refresh logic as ``flyte-iap token`` / ``sa-token``
   (:class:`TokenSource`): read from memory per request, refreshed ahead of expiry in a worker thread,
   one refresh in flight however many requests wait; IAP's own 401/403 answers reach the client unchanged

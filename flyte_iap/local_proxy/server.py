@@ -25,6 +25,7 @@ import h2.exceptions
 import h11
 
 from flyte_iap.errors import ConfigurationError, FlyteIapError, LoginRequiredError, TransportError
+from flyte_iap.local_proxy import oauth_metadata
 from flyte_iap.local_proxy._h2peer import READ_SIZE, H2Peer, Headers, Queue, StreamGone, end_to_end
 from flyte_iap.local_proxy.tokens import TokenSource
 from flyte_iap.local_proxy.upstream import Upstream, UpstreamConnection
@@ -700,7 +701,8 @@ class _H2Session(H2Peer):
             upstream, upstream_id, token = begun
             pump = asyncio.ensure_future(self._pump_request(requests, upstream, upstream_id, stream_id))
             try:
-                await self._pump_response(stream_id, responses, upstream, upstream_id, token, grpc)
+                rewrite = grpc and path == oauth_metadata.METHOD
+                await self._pump_response(stream_id, responses, upstream, upstream_id, token, grpc, rewrite)
             finally:
                 if not pump.done():
                     pump.cancel()
@@ -743,19 +745,32 @@ class _H2Session(H2Peer):
         upstream_id: int,
         token: str,
         grpc: bool,
+        rewrite: bool,
     ) -> None:
         started = ended = False
+        held = bytearray() if rewrite else None  # flyteadmin's OAuth2 metadata, rewritten when complete
         while True:
             kind, *args = await responses.get()
+            if held is not None and kind != "data" and kind != "headers":
+                body = oauth_metadata.rewrite_grpc_response(bytes(held), self.proxy.endpoint, self.proxy.url)
+                held = None
+                await self.send_data(stream_id, body)
             if kind == "headers":
                 status = _status_of(args[0])
                 answer = self.proxy.watch(status, args[0], token)
                 if answer is not None:
                     await answer.report(responses)
-                headers = [(b":status", str(status).encode()), *end_to_end(args[0])]
+                drop = frozenset({b"content-length"}) if rewrite else frozenset()
+                headers = [(b":status", str(status).encode()), *end_to_end(args[0], drop=drop)]
                 self.send_headers(stream_id, headers, end_stream=args[1])
                 started = True
                 ended = args[1]
+            elif kind == "data" and held is not None:
+                held += args[0]
+                upstream.ack(upstream_id, args[1])
+                if len(held) > oauth_metadata.MAX_BODY:  # not flyteadmin's small answer: pass it on
+                    body, held = bytes(held), None
+                    await self.send_data(stream_id, body)
             elif kind == "data":
                 await self.send_data(stream_id, args[0])
                 upstream.ack(upstream_id, args[1])

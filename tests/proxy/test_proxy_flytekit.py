@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 from flytekit.configuration import Config
 from flytekit.remote import FlyteRemote
-from helpers.proxy import assert_flyteadmin_never_saw_iap_credentials
+from helpers import ProxyFactory
+from helpers.proxy import LocalFactory, assert_flyteadmin_never_saw_iap_credentials
 
 from flyte_iap.local_proxy.server import LocalProxy
 from flyte_iap.testing import FakeFlyteAdmin, IapProxy
@@ -61,3 +62,39 @@ def test_task_registration_through_the_proxy(
     assert fetched.id.name.endswith("double")
     assert {c.method.rsplit("/", 1)[1] for c in admin.grpc_calls} >= {"CreateTask", "GetTask"}
     assert tls_iap.rejections == []
+
+
+def test_flytekit_client_secret_flow_sends_its_token_request_through_the_proxy(
+    tmp_path: Path,
+    admin: FakeFlyteAdmin,
+    make_proxy: ProxyFactory,
+    make_local: LocalFactory,
+    signed_in: str,
+) -> None:
+    # flyteadmin with its own auth, advertising its token endpoint on the IAP origin, as a real one
+    # does for requests whose host is the IAP endpoint (flyteadmin/auth/handler_utils.go GetPublicURL)
+    admin.stop()
+    admin.auth = True
+    admin.start()
+    iap = make_proxy(tls=True, http_upstream=admin.http_url, grpc_upstream=admin.grpc_target)
+    admin.public_url = iap.url
+    local = make_local(endpoint=iap.url, ca_cert=iap.ca_cert_file)
+    secret = tmp_path / "client_secret"
+    secret.write_text(admin.client_secret + "\n")
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"admin:\n  endpoint: dns:///127.0.0.1:{local.port}\n  insecure: true\n"
+        f"  authType: ClientSecret\n  clientId: {admin.client_id}\n  clientSecretLocation: {secret}\n"
+    )
+    remote = FlyteRemote(
+        Config.auto(config_file=str(config)), default_project="flytesnacks", default_domain="development"
+    )
+
+    assert [p.id for p in remote.client.list_projects().projects] == ["flytesnacks"]
+
+    # the token request reached flyteadmin over HTTP through the proxy and IAP, with IAP's header
+    token_requests = [f for f in iap.forwarded if f.path == "/oauth2/token"]
+    assert [(f.protocol, f.token_header) for f in token_requests] == [("http", "proxy-authorization")]
+    assert iap.rejections == []
+    assert admin.issued_tokens  # and flyteadmin's own token was used on the calls after it
+    assert_flyteadmin_never_saw_iap_credentials(admin)
