@@ -124,27 +124,12 @@ def proxy_command(
 
         secret = os.environ.get("FLYTE_IAP_PROXY_SECRET") or secrets.token_urlsafe(24)
 
-    # The first token is fetched here, in the foreground: a user in a terminal may sign in in the
-    # browser now; anywhere else a missing sign-in fails at once with the login command.
     if service_account:
-        from flyte_iap.service_account import get_service_account_id_token
-
         fetch = local_proxy.service_account_token_fetcher(
             audience, impersonate_service_account=impersonate_service_account, key_file=key_file
         )
-        with token_cache() as cache:
-            first = get_service_account_id_token(
-                audience,
-                impersonate_service_account=impersonate_service_account,
-                key_file=key_file,
-                cache=cache,
-            )
     else:
-        from flyte_iap.user_tokens import get_user_id_token
-
         fetch = local_proxy.user_token_fetcher(audience, client_id=client_id)
-        with token_cache() as cache:
-            first = get_user_id_token(audience, client_id=client_id, notify=_say, cache=cache)
 
     def background_error(exc: BaseException) -> None:
         message = getattr(exc, "message", type(exc).__name__)
@@ -152,7 +137,7 @@ def proxy_command(
         _say(f"warning: refreshing the token failed: {message}\nhint: {hint}")
 
     tokens = local_proxy.TokenSource(fetch, on_background_error=background_error)
-    tokens.prime(first)
+    # Checks the endpoint and the address before anything is fetched.
     proxy = local_proxy.LocalProxy(
         endpoint,
         tokens,
@@ -164,6 +149,23 @@ def proxy_command(
         max_connections=max_connections,
         log=_say,
     )
+    # The first token is fetched here, in the foreground: a user in a terminal may sign in in the
+    # browser now; anywhere else a missing sign-in fails at once with the login command.
+    with token_cache() as cache:
+        if service_account:
+            from flyte_iap.service_account import get_service_account_id_token
+
+            first = get_service_account_id_token(
+                audience,
+                impersonate_service_account=impersonate_service_account,
+                key_file=key_file,
+                cache=cache,
+            )
+        else:
+            from flyte_iap.user_tokens import get_user_id_token
+
+            first = get_user_id_token(audience, client_id=client_id, notify=_say, cache=cache)
+    tokens.prime(first)
     import asyncio
 
     asyncio.run(_serve(proxy))
