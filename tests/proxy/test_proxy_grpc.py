@@ -5,6 +5,7 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import os
+import threading
 from collections.abc import Iterator
 
 import grpc
@@ -37,7 +38,13 @@ _BIG = [("grpc.max_receive_message_length", 16 << 20), ("grpc.max_send_message_l
 
 
 @pytest.fixture
-def echo_grpc() -> Iterator[str]:
+def released() -> threading.Event:
+    """Set by a test to let the PingPong stream send its second message."""
+    return threading.Event()
+
+
+@pytest.fixture
+def echo_grpc(released: threading.Event) -> Iterator[str]:
     """A gRPC server: unary echo (reversed), a server stream ending with a status and custom trailers,
     and a client stream that answers the total size."""
 
@@ -53,6 +60,14 @@ def echo_grpc() -> Iterator[str]:
     def total(requests: Iterator[bytes], context: grpc.ServicerContext) -> bytes:
         return str(sum(len(r) for r in requests)).encode()
 
+    def ping_pong(request: bytes, context: grpc.ServicerContext) -> Iterator[bytes]:
+        # the second message is sent only after the client got the first: a proxy that buffered the
+        # response would never deliver either
+        yield b"first"
+        if not released.wait(20):
+            context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "the client never saw the first message")
+        yield b"second"
+
     def metadata(request: bytes, context: grpc.ServicerContext) -> bytes:
         return json.dumps(dict(context.invocation_metadata())).encode()
 
@@ -63,6 +78,7 @@ def echo_grpc() -> Iterator[str]:
             "Chunks": grpc.unary_stream_rpc_method_handler(chunks),
             "Total": grpc.stream_unary_rpc_method_handler(total),
             "Metadata": grpc.unary_unary_rpc_method_handler(metadata),
+            "PingPong": grpc.unary_stream_rpc_method_handler(ping_pong),
         },
     )
     server = grpc.server(concurrent.futures.ThreadPoolExecutor(8), options=_BIG)
@@ -70,6 +86,7 @@ def echo_grpc() -> Iterator[str]:
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     yield f"127.0.0.1:{port}"
+    released.set()
     server.stop(None)
 
 
@@ -182,3 +199,15 @@ def test_trailers_only_error_reaches_the_client_as_its_status(echo_target: str) 
 
     assert error.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert "17825797" in (error.value.details() or "")  # the server's message: the size it received
+
+
+def test_server_stream_messages_are_delivered_as_they_come_not_buffered(
+    echo_target: str, released: threading.Event
+) -> None:
+    with grpc.insecure_channel(echo_target) as channel:
+        stream = channel.unary_stream("/test.Echo/PingPong")(b"", timeout=30)
+        first = next(stream)
+        released.set()
+        rest = list(stream)
+
+    assert (first, rest) == (b"first", [b"second"])

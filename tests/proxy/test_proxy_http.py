@@ -321,3 +321,17 @@ def test_untrusted_endpoint_certificate_is_502_and_names_ca_cert(
     assert response.status_code == 502
     assert log and "--ca-cert" in log[0]
     assert tls_iap.forwarded == []
+
+
+def test_connections_beyond_the_limit_are_closed_at_once(
+    make_local: LocalFactory, tls_iap: IapProxy, signed_in: str
+) -> None:
+    import socket
+
+    local = make_local(max_connections=1)
+    with socket.create_connection(("127.0.0.1", local.port)) as held:
+        held.sendall(b"GET /api/v1/projects HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        assert held.recv(12) == b"HTTP/1.1 200"  # the one connection allowed is being served
+        with pytest.raises(requests.ConnectionError):
+            requests.get(local.url + "/api/v1/projects", timeout=20)
+    assert requests.get(local.url + "/api/v1/projects", timeout=20).status_code == 200
