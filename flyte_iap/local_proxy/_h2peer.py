@@ -83,6 +83,21 @@ class Queue:
         if items:
             self._ready.set()
 
+    def more_data(self, limit: int) -> tuple[list[bytes], int]:
+        """Take the ``data`` items waiting right behind one just taken, up to ``limit`` bytes.
+
+        Returns:
+            The chunks and their flow-controlled length: sent together, they cost one pass each.
+        """
+        chunks: list[bytes] = []
+        flow = size = 0
+        while self._items and self._items[0][0] == "data" and size < limit:
+            _, data, length = self._items.popleft()
+            chunks.append(data)
+            size += len(data)
+            flow += length
+        return chunks, flow
+
     async def get(self) -> tuple[Any, ...]:
         while not self._items:
             self._ready.clear()

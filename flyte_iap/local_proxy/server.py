@@ -380,6 +380,8 @@ class LocalProxy:
             )
 
 
+#: Up to this many bytes of DATA waiting on one stream are forwarded in one go.
+_COALESCE = 256 * 1024
 #: Request headers the proxy consumes: its secret, and what HTTP/2 forbids or the proxy sets itself.
 _CONSUMED = frozenset({SECRET_HEADER.encode(), b"expect"})
 
@@ -564,8 +566,9 @@ class _H1Session:
                     await self._send(h11.Response(status_code=status, headers=out))
                     started = True
                 elif kind == "data":
-                    await self._send(h11.Data(data=args[0]))
-                    upstream.ack(stream_id, args[1])
+                    more, flow = responses.more_data(_COALESCE)
+                    await self._send(h11.Data(data=b"".join([args[0], *more]) if more else args[0]))
+                    upstream.ack(stream_id, args[1] + flow)
                 elif kind == "trailers":
                     trailers = end_to_end(args[0])
                 elif kind == "end":
@@ -726,8 +729,9 @@ class _H2Session(H2Peer):
             while True:
                 kind, *args = await requests.get()
                 if kind == "data":
-                    await upstream.send_data(upstream_id, args[0])
-                    self.ack(stream_id, args[1])
+                    more, flow = requests.more_data(_COALESCE)
+                    await upstream.send_data(upstream_id, b"".join([args[0], *more]) if more else args[0])
+                    self.ack(stream_id, args[1] + flow)
                 elif kind == "trailers":
                     upstream.send_headers(upstream_id, end_to_end(args[0]), end_stream=True)
                     return
@@ -772,8 +776,9 @@ class _H2Session(H2Peer):
                     body, held = bytes(held), None
                     await self.send_data(stream_id, body)
             elif kind == "data":
-                await self.send_data(stream_id, args[0])
-                upstream.ack(upstream_id, args[1])
+                more, flow = responses.more_data(_COALESCE)
+                await self.send_data(stream_id, b"".join([args[0], *more]) if more else args[0])
+                upstream.ack(upstream_id, args[1] + flow)
             elif kind == "trailers":
                 self.send_headers(stream_id, end_to_end(args[0]), end_stream=True)
                 ended = True
