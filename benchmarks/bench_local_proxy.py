@@ -244,13 +244,21 @@ def run(ctx: Context) -> None:
             return total / MIB / (time.perf_counter() - start)
 
         direct_rates, proxy_rates = [], []
+        proxy_cpu = 0.0
         for _ in range(3):
             direct_rates.append(drain(direct_stream, metadata=header))
+            cpu_before = _cpu_s(process.pid)
             proxy_rates.append(drain(proxy_stream))
+            proxy_cpu += _cpu_s(process.pid) - cpu_before
         direct_rate, proxy_rate = statistics.median(direct_rates), statistics.median(proxy_rates)
         print(f"\nserver stream of {_STREAM_CHUNKS * _CHUNK // MIB} MiB (median of 3):")
         ratio = proxy_rate / direct_rate
         print(f"  direct {direct_rate:8.1f} MiB/s   proxy {proxy_rate:8.1f} MiB/s   {ratio:.0%}")
+        cpu_per_mib = proxy_cpu / (3 * _STREAM_CHUNKS * _CHUNK / MIB)
+        print(
+            f"  the proxy's CPU: {cpu_per_mib * 1e3:.1f} ms per MiB "
+            f"(alone on a core: {1 / cpu_per_mib:.0f} MiB/s)"
+        )
         ctx.goal(
             "flyte-iap proxy: server-stream throughput >= 80% of direct",
             proxy_rate >= 0.8 * direct_rate,
