@@ -77,6 +77,11 @@ class Queue:
         self._items.append(item)
         self._ready.set()
 
+    @property
+    def ready(self) -> bool:
+        """An item is waiting: :meth:`get` returns without waiting."""
+        return bool(self._items)
+
     def unget(self, items: list[tuple[Any, ...]]) -> None:
         """Put items taken by :meth:`get` back in front, in their order."""
         self._items.extendleft(reversed(items))

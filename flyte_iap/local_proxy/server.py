@@ -454,6 +454,7 @@ class _H1Session:
         self.writer = writer
         self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=_MAX_HEAD)
         self.conn.receive_data(initial)
+        self._out = bytearray()
 
     async def run(self) -> None:
         while True:
@@ -481,10 +482,14 @@ class _H1Session:
                 continue
             return None if event is h11.PAUSED else event
 
-    async def _send(self, event: Any) -> None:
+    async def _send(self, event: Any, *, more: bool = False) -> None:
+        """Send an event; with ``more``, only buffer it: the next events go out in the same write."""
         data = self.conn.send(event)
         if data:
-            self.writer.write(data)
+            self._out += data
+        if not more and self._out:
+            self.writer.write(bytes(self._out))
+            self._out.clear()
             await self.writer.drain()
 
     async def _exchange(self, request: h11.Request) -> bool:
@@ -563,11 +568,13 @@ class _H1Session:
                         and method != "HEAD"
                         and status not in (204, 304)
                     )
-                    await self._send(h11.Response(status_code=status, headers=out))
+                    # what arrived with the headers goes out in the same write
+                    await self._send(h11.Response(status_code=status, headers=out), more=responses.ready)
                     started = True
                 elif kind == "data":
                     more, flow = responses.more_data(_COALESCE)
-                    await self._send(h11.Data(data=b"".join([args[0], *more]) if more else args[0]))
+                    data = b"".join([args[0], *more]) if more else args[0]
+                    await self._send(h11.Data(data=data), more=responses.ready)
                     upstream.ack(stream_id, args[1] + flow)
                 elif kind == "trailers":
                     trailers = end_to_end(args[0])
@@ -592,8 +599,8 @@ class _H1Session:
             *extra,
         ]
         try:
-            await self._send(h11.Response(status_code=status, headers=headers))
-            await self._send(h11.Data(data=body))
+            await self._send(h11.Response(status_code=status, headers=headers), more=True)
+            await self._send(h11.Data(data=body), more=True)
             await self._send(h11.EndOfMessage())
         except h11.LocalProtocolError:
             return False
