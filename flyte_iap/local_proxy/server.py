@@ -312,7 +312,7 @@ class LocalProxy:
         ]
 
     async def begin(
-        self, method: str, path: str, headers: Headers, responses: Queue
+        self, method: str, path: str, headers: Headers, responses: Queue, *, no_body: bool = False
     ) -> tuple[UpstreamConnection, int, str] | tuple[int, str]:
         """Get the token and open the upstream stream; (status, message) when either fails."""
         try:
@@ -325,7 +325,7 @@ class LocalProxy:
             return 503, f"flyte-iap proxy cannot get an ID token: {exc.message}"
         try:
             connection, stream_id = await self.upstream.open_stream(
-                self.upstream_headers(method, path, headers, token), responses
+                self.upstream_headers(method, path, headers, token), responses, end_stream=no_body
             )
         except TransportError as exc:
             self._say("upstream:" + exc.message, f"error: {exc.message}\nhint: {exc.hint}")
@@ -506,11 +506,15 @@ class _H1Session:
             parts = urllib.parse.urlsplit(target)
             target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         responses = Queue()
-        begun = await proxy.begin(method, target, headers, responses)
+        # a request without a body ends with its HEADERS frame: one frame, one write less
+        no_body = (
+            _get(headers, b"content-length") in (None, b"0") and _get(headers, b"transfer-encoding") is None
+        )
+        begun = await proxy.begin(method, target, headers, responses, no_body=no_body)
         if len(begun) == 2:
             return await self._local(*begun, [])
         upstream, stream_id, token = begun
-        body = asyncio.ensure_future(self._pump_request(upstream, stream_id))
+        body = asyncio.ensure_future(self._pump_request(upstream, stream_id, no_body))
         answer = asyncio.ensure_future(self._pump_response(upstream, stream_id, responses, method, token))
         try:
             await asyncio.wait({body, answer}, return_when=asyncio.FIRST_COMPLETED)
@@ -529,12 +533,14 @@ class _H1Session:
                     upstream.reset(stream_id)
             upstream.forget(stream_id)
 
-    async def _pump_request(self, upstream: UpstreamConnection, stream_id: int) -> bool:
+    async def _pump_request(self, upstream: UpstreamConnection, stream_id: int, ended: bool) -> bool:
         try:
             while True:
                 event = await self._next()
                 if isinstance(event, h11.Data):
                     await upstream.send_data(stream_id, bytes(event.data))
+                elif isinstance(event, h11.EndOfMessage) and ended:
+                    return True
                 elif isinstance(event, h11.EndOfMessage):
                     trailers = end_to_end(list(event.headers))
                     if trailers:
@@ -661,7 +667,8 @@ class _H2Session(H2Peer):
         if isinstance(event, h2.events.RequestReceived):
             queue = Queue()
             self.requests[event.stream_id] = queue
-            task = asyncio.ensure_future(self._stream(event.stream_id, list(event.headers), queue))
+            ended = event.stream_ended is not None
+            task = asyncio.ensure_future(self._stream(event.stream_id, list(event.headers), queue, ended))
             self.tasks[event.stream_id] = task
             task.add_done_callback(lambda _, sid=event.stream_id: self.tasks.pop(sid, None))
         elif isinstance(event, h2.events.DataReceived):
@@ -689,7 +696,7 @@ class _H2Session(H2Peer):
         elif isinstance(event, h2.events.RemoteSettingsChanged):
             self.wake()
 
-    async def _stream(self, stream_id: int, headers: Headers, requests: Queue) -> None:
+    async def _stream(self, stream_id: int, headers: Headers, requests: Queue, no_body: bool) -> None:
         proxy = self.proxy
         method = (_get(headers, b":method") or b"").decode("latin-1")
         path = (_get(headers, b":path") or b"").decode("latin-1")
@@ -704,12 +711,16 @@ class _H2Session(H2Peer):
                 self._local(stream_id, *refusal, grpc=grpc)
                 return
             responses = Queue()
-            begun = await proxy.begin(method, path, headers, responses)
+            begun = await proxy.begin(method, path, headers, responses, no_body=no_body)
             if len(begun) == 2:
                 self._local(stream_id, *begun, [], grpc=grpc)
                 return
             upstream, upstream_id, token = begun
-            pump = asyncio.ensure_future(self._pump_request(requests, upstream, upstream_id, stream_id))
+            pump = asyncio.ensure_future(
+                self._pump_request(requests, upstream, upstream_id, stream_id)
+                if not no_body
+                else asyncio.sleep(0)
+            )
             try:
                 rewrite = grpc and path == oauth_metadata.METHOD
                 await self._pump_response(stream_id, responses, upstream, upstream_id, token, grpc, rewrite)

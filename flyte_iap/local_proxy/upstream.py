@@ -41,10 +41,10 @@ class UpstreamConnection(H2Peer):
         limit = self.conn.remote_settings.max_concurrent_streams
         return self.conn.open_outbound_streams < limit
 
-    def open_stream(self, headers: Headers, responses: Queue) -> int:
+    def open_stream(self, headers: Headers, responses: Queue, *, end_stream: bool = False) -> int:
         """Send a request's headers; response events will arrive on ``responses``."""
         stream_id = self.conn.get_next_available_stream_id()
-        self.conn.send_headers(stream_id, headers)
+        self.conn.send_headers(stream_id, headers, end_stream=end_stream)
         self.responses[stream_id] = responses
         self.flush()
         return stream_id
@@ -145,7 +145,9 @@ class Upstream:
         #: connections opened so far, for tests and the benchmark
         self.connects = 0
 
-    async def open_stream(self, headers: Headers, responses: Queue) -> tuple[UpstreamConnection, int]:
+    async def open_stream(
+        self, headers: Headers, responses: Queue, *, end_stream: bool = False
+    ) -> tuple[UpstreamConnection, int]:
         """Start a request on a connection with room, opening one if needed.
 
         Raises:
@@ -155,7 +157,7 @@ class Upstream:
         for attempt in range(2):
             connection = await self._connection()
             try:
-                return connection, connection.open_stream(headers, responses)
+                return connection, connection.open_stream(headers, responses, end_stream=end_stream)
             except h2.exceptions.TooManyStreamsError:
                 continue
             except (h2.exceptions.ProtocolError, h2.exceptions.StreamClosedError):
