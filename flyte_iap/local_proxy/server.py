@@ -10,6 +10,7 @@ import base64
 import binascii
 import contextlib
 import hmac
+import http
 import ipaddress
 import ssl
 import threading
@@ -423,6 +424,14 @@ def _get(headers: Headers, name: bytes) -> bytes | None:
     return None
 
 
+def _reason(status: int) -> bytes:
+    """The standard reason phrase (HTTP/2 has none to pass on)."""
+    try:
+        return http.HTTPStatus(status).phrase.encode()
+    except ValueError:
+        return b""
+
+
 def _status_of(headers: Headers) -> int:
     try:
         return int(_get(headers, b":status") or b"502")
@@ -477,7 +486,9 @@ class _H1Session:
             event = self.conn.next_event()
             if event is h11.NEED_DATA:
                 if self.conn.they_are_waiting_for_100_continue:
-                    await self._send(h11.InformationalResponse(status_code=100, headers=[]))
+                    await self._send(
+                        h11.InformationalResponse(status_code=100, headers=[], reason=b"Continue")
+                    )
                 self.conn.receive_data(await self.reader.read(READ_SIZE))
                 continue
             return None if event is h11.PAUSED else event
@@ -575,7 +586,8 @@ class _H1Session:
                         and status not in (204, 304)
                     )
                     # what arrived with the headers goes out in the same write
-                    await self._send(h11.Response(status_code=status, headers=out), more=responses.ready)
+                    response = h11.Response(status_code=status, headers=out, reason=_reason(status))
+                    await self._send(response, more=responses.ready)
                     started = True
                 elif kind == "data":
                     more, flow = responses.more_data(_COALESCE)
@@ -605,7 +617,9 @@ class _H1Session:
             *extra,
         ]
         try:
-            await self._send(h11.Response(status_code=status, headers=headers), more=True)
+            await self._send(
+                h11.Response(status_code=status, headers=headers, reason=_reason(status)), more=True
+            )
             await self._send(h11.Data(data=body), more=True)
             await self._send(h11.EndOfMessage())
         except h11.LocalProtocolError:

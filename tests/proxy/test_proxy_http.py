@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import http.client
+import json
 import os
 import shutil
 import subprocess
@@ -335,3 +336,33 @@ def test_connections_beyond_the_limit_are_closed_at_once(
         with pytest.raises(requests.ConnectionError):
             requests.get(local.url + "/api/v1/projects", timeout=20)
     assert requests.get(local.url + "/api/v1/projects", timeout=20).status_code == 200
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test_curl_upload_with_expect_100_continue_arrives_whole(echo_local: LocalProxy, tmp_path: Any) -> None:
+    body = os.urandom(3 << 20)
+    upload = tmp_path / "upload.bin"
+    upload.write_bytes(body)
+
+    result = subprocess.run(
+        [
+            "curl",
+            "-sS",
+            "--fail",
+            "--max-time",
+            "60",
+            "-v",
+            "-H",
+            "Expect: 100-continue",
+            "--data-binary",
+            f"@{upload}",
+            echo_local.url + "/echo",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert "> Expect: 100-continue" in result.stderr and "< HTTP/1.1 100 Continue" in result.stderr
+    assert json.loads(result.stdout) == {"length": len(body), "sha256": hashlib.sha256(body).hexdigest()}
