@@ -22,6 +22,7 @@ _FALLBACK = {
     "keyring": ["keyring>=24"],
     "doctor": ["grpcio>=1.62"],
     "testing": ["pyjwt[crypto]>=2.8", "cryptography>=42", "h2>=4.1", "grpcio>=1.62", "flyteidl>=1.10"],
+    "proxy": ["h11>=0.14", "h2>=4.1"],
 }
 
 

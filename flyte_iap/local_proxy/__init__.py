@@ -7,9 +7,9 @@ Example::
 
     from flyte_iap.local_proxy import LocalProxy, TokenSource, user_token_fetcher
 
-    tokens = TokenSource(user_token_fetcher("123-web.apps.googleusercontent.com"))
-    with LocalProxy("https://flyte.example.com", tokens) as proxy:     # a thread; or await proxy.start()
-        proxy.url      # "http://127.0.0.1:PORT": admin.endpoint localhost:PORT + insecure: true, curl, ...
+    tokens = TokenSource(user_token_fetcher(audience))  # the sign-in of `flyte-iap login`
+    with LocalProxy("https://flyte.example.com", tokens) as proxy:  # a thread; or await proxy.start()
+        print(proxy.url)  # http://127.0.0.1:PORT, for admin.endpoint (insecure: true), curl, ...
 
 What it does with each request:
 
@@ -53,7 +53,7 @@ Why h11 + h2 over asyncio (sans-IO framing, hand-written plumbing):
 * Importing it costs about 40 ms (h2, hpack, hyperframe, h11): only ``flyte-iap proxy`` pays it; the
   warm ``flyte-iap token`` path never imports this package.
 
-The dependencies are the ``proxy`` extra: ``pip install 'flyte-iap[proxy]'``.
+The dependencies are the ``proxy`` extra (h11, h2); :func:`require_stack` says how to install them.
 """
 
 from __future__ import annotations
@@ -86,11 +86,13 @@ def require_stack() -> None:
     """
     missing = [name for name in _STACK if importlib.util.find_spec(name) is None]
     if missing:
+        from flyte_iap.extras import install_hint
+
         raise ConfigurationError(
             f"flyte-iap proxy needs {' and '.join(missing)}, which "
             + ("is" if len(missing) == 1 else "are")
             + " not installed",
-            "pip install 'flyte-iap[proxy]'",
+            install_hint("proxy"),
         )
 
 

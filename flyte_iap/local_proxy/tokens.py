@@ -2,10 +2,14 @@
 
 Example::
 
-    source = TokenSource(lambda rejected: get_user_id_token(audience, rejected_token=rejected,
-                                                            interactive=False))
-    token = await source.get()        # no I/O while the token has more than min_valid seconds left
-    source.reject(token)              # IAP said it expired: the next get() fetches a new one
+    from flyte_iap.local_proxy import TokenSource, user_token_fetcher
+
+    source = TokenSource(user_token_fetcher(audience))
+
+
+    async def forward() -> None:
+        token = await source.get()  # no I/O while the token has more than min_valid seconds left
+        source.reject(token)  # IAP said it expired: the next get() fetches a new one
 
 ``fetch`` is the same blocking call ``flyte-iap token`` / ``sa-token`` make (the on-disk cache, its
 cross-process lock, the refresh grant or the service account's credentials), run in the default executor
