@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 import sys
 
 import click
@@ -121,6 +120,7 @@ def proxy_command(
     secret = None
     if require_secret:
         import os
+        import secrets
 
         secret = os.environ.get("FLYTE_IAP_PROXY_SECRET") or secrets.token_urlsafe(24)
 
