@@ -34,22 +34,24 @@ What it does with each request:
 
 Why h11 + h2 over asyncio (sans-IO framing, hand-written plumbing):
 
-* gRPC needs HTTP/2 trailers end to end and prior-knowledge h2c from local clients. The maintained
-  Python stacks either do not proxy them (aiohttp has no HTTP/2; httpx and httpcore expose no response
-  trailers) or are application servers (hypercorn's ASGI gives no trailers to pass through without the
-  ASGI trailers extension, and would add the server's own buffering and dependencies). grpcio could
-  proxy gRPC alone but not REST or Connect, and would parse every message.
+* gRPC needs HTTP/2 trailers end to end and prior-knowledge h2c from local clients. On the client side
+  (proxy to IAP) no maintained Python HTTP client exposes HTTP/2 response trailers (httpx/httpcore do
+  not; aiohttp has no HTTP/2), so a server framework (aiohttp: HTTP/1.1 only; hypercorn: ASGI, whose
+  trailers are an extension) would still need the upstream side written on h2. grpcio could proxy
+  gRPC alone, not REST or Connect, and would parse every message.
 * h2 (python-hyper, used by httpx, hypercorn and this project's IAP emulator) and h11 (used by httpcore,
   uvicorn and hypercorn) implement the framing, HPACK, flow-control accounting and HTTP/1.1 parsing;
-  what is written here is only the forwarding between them, about 600 lines.
+  what is written here is the forwarding between them, the policy and the token handling.
 * Measured (``nox -s bench``, benchmarks/bench_local_proxy.py, the real ``flyte-iap proxy`` process
-  against the IAP emulator on TLS, on a shared 2-core machine under load): about 0.9 ms p50 added per
-  unary gRPC call and 1.1 ms per REST call (0.8-0.9 ms of the proxy's own CPU per call), a server
-  stream at 70-80 % of the direct rate, and 58 MiB peak RSS with 100 concurrent streams (about 50 MiB
-  of it is the interpreter with google-auth loaded before any traffic). cProfile showed the costs are
-  h2's per-frame work and, before it was turned off upstream, HPACK's pure-Python Huffman coding of the
-  never-indexed token (0.3 ms per request). We found no maintained Python binding of a C HTTP/2 stack
-  that proxies trailers; grpcio's C core proxies only gRPC.
+  against the IAP emulator on TLS, calls alternating with direct ones, on a shared 2-core machine at a
+  load average near 10): 0.85-0.96 ms p50 added per unary gRPC call and 0.9-1.1 ms per REST call
+  (0.7-0.9 ms of the proxy's own CPU per call); a 64 MiB server stream at 54-101 % of the direct rate
+  from run to run (78 % in the last), bounded by the shared CPUs rather than the proxy, whose own CPU
+  is 5-7 ms per MiB (130-190 MiB/s alone on a core); 52-59 MiB peak RSS with 100 concurrent streams,
+  about 49 MiB of it the interpreter with google-auth loaded before any traffic. cProfile showed the
+  costs are h2's per-frame work and, before it was turned off upstream, HPACK's pure-Python Huffman
+  coding of the never-indexed token (0.3 ms per request). We found no maintained Python binding of a
+  C HTTP/2 stack that proxies trailers; grpcio's C core proxies only gRPC.
 * Importing it costs about 40 ms (h2, hpack, hyperframe, h11): only ``flyte-iap proxy`` pays it; the
   warm ``flyte-iap token`` path never imports this package.
 
