@@ -33,7 +33,11 @@ def _ignore_set(ignore: Iterable[str]) -> set[str]:
 
 
 def check_manifests(
-    manifests: Iterable[Manifest], *, partial: bool = False, ignore: Iterable[str] = ()
+    manifests: Iterable[Manifest],
+    *,
+    partial: bool = False,
+    ignore: Iterable[str] = (),
+    strict: bool = False,
 ) -> list[Finding]:
     """Run every rule over already-loaded manifests.
 
@@ -41,17 +45,20 @@ def check_manifests(
         manifests: the objects to check together (see :func:`~flyte_iap.manifest_check.loader.load_text`).
         partial: the input is knowingly incomplete: do not report references to objects outside it.
         ignore: rule IDs not to run.
+        strict: a reference to an object that is not in the input is an error, not a warning.
 
     Returns:
         The findings, ordered by file (input order), line and rule ID.
 
     Raises:
         ConfigurationError: ``ignore`` names a rule that does not exist.
+        ManifestError: configuration embedded in a ConfigMap or Secret is too nested or too expanded
+            by aliases to be read.
     """
     skip = _ignore_set(ignore)
     objects = list(manifests)
     file_order = {name: n for n, name in enumerate(dict.fromkeys(o.file for o in objects))}
-    context = Context(Topology(Index(objects)), partial=partial)
+    context = Context(Topology(Index(objects)), partial=partial, strict=strict)
     findings: dict[tuple[str, str, str, int, str], Finding] = {}
     for rule_id in sorted(RULES):
         if rule_id in skip:
@@ -67,7 +74,12 @@ def check_manifests(
 
 
 def check_text(
-    text: str, filename: str = "<stdin>", *, partial: bool = False, ignore: Iterable[str] = ()
+    text: str,
+    filename: str = "<stdin>",
+    *,
+    partial: bool = False,
+    ignore: Iterable[str] = (),
+    strict: bool = False,
 ) -> list[Finding]:
     """Check multi-document YAML given as a string (e.g. ``helm template`` output).
 
@@ -76,15 +88,16 @@ def check_text(
         filename: how findings name the input.
         partial: see :func:`check_manifests`.
         ignore: rule IDs not to run.
+        strict: see :func:`check_manifests`.
 
     Returns:
         The findings (see :func:`check_manifests`).
 
     Raises:
-        ManifestError: the text is not valid YAML.
+        ManifestError: the text is not valid YAML (or too nested, or an alias bomb).
         ConfigurationError: ``ignore`` names a rule that does not exist.
     """
-    return check_manifests(load_text(text, filename), partial=partial, ignore=ignore)
+    return check_manifests(load_text(text, filename), partial=partial, ignore=ignore, strict=strict)
 
 
 def check_paths(
@@ -93,17 +106,23 @@ def check_paths(
     partial: bool = False,
     ignore: Iterable[str] = (),
     stdin: TextIO | None = None,
+    strict: bool = False,
+    per_dir: bool = False,
 ) -> list[Finding]:
-    """Check manifest files and directories together (``-`` reads standard input).
+    """Check manifest files and directories (``-`` reads standard input).
 
     Directories are walked for ``*.yaml`` and ``*.yml`` (skipping hidden directories and Helm charts'
-    ``templates/``). Everything given is one deployment: references between files resolve.
+    ``templates/``). Everything given is one deployment, where references between files resolve,
+    unless ``per_dir``: then the files of each directory are one deployment of their own (for a tree
+    of alternatives, such as ``examples/gke/flyte-binary`` next to ``examples/gke/flyte-core``).
 
     Args:
         paths: files, directories, or ``-``.
         partial: see :func:`check_manifests`.
         ignore: rule IDs not to run.
         stdin: the stream ``-`` reads (default ``sys.stdin``).
+        strict: see :func:`check_manifests`.
+        per_dir: check the files of each directory (and standard input) apart.
 
     Returns:
         The findings (see :func:`check_manifests`).
@@ -113,4 +132,18 @@ def check_paths(
         ConfigurationError: ``ignore`` names a rule that does not exist.
     """
     manifests, _ = load_paths(paths, stdin)
-    return check_manifests(manifests, partial=partial, ignore=ignore)
+    findings: list[Finding] = []
+    for group in deployments(manifests, per_dir=per_dir):
+        findings += check_manifests(group, partial=partial, ignore=ignore, strict=strict)
+    return findings
+
+
+def deployments(manifests: Iterable[Manifest], *, per_dir: bool) -> list[list[Manifest]]:
+    """The objects as the deployments to check: one, or one per directory of the files they came from."""
+    objects = list(manifests)
+    if not per_dir:
+        return [objects] if objects else []
+    groups: dict[str, list[Manifest]] = {}
+    for obj in objects:
+        groups.setdefault(os.path.dirname(obj.file) if obj.file != "<stdin>" else obj.file, []).append(obj)
+    return list(groups.values())

@@ -312,19 +312,35 @@ class _Merged:
 def _merge(files: list[tuple[str, str, Manifest]]) -> _Merged:
     import yaml
 
+    from flyte_iap.manifest_check.loader import ManifestError, index_node, printable, safe_loader
+
     merged = _Merged()
-    for key, text, source in files:
-        try:
-            node = yaml.compose(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-        except yaml.YAMLError:
-            continue
-        if not isinstance(node, yaml.MappingNode):
-            continue
-        _merge_node(node, (), merged, key, source)
+    constructor = safe_loader()("")
+    try:
+        for key, text, source in files:
+            try:
+                node = yaml.compose(text, Loader=safe_loader())
+            except yaml.YAMLError:
+                continue
+            if not isinstance(node, yaml.MappingNode):
+                continue
+            problem = index_node(node)
+            if problem is not None:
+                section = "stringData" if ("stringData", key) in source.lines else "data"
+                line = source.line_inside((section, key), problem[1])
+                raise ManifestError(
+                    f"{printable(source.file)}:{line}: {source.ref}, key {printable(key)}: {problem[0]}",
+                    "configuration files need neither deep nesting nor repeated aliases; expand them",
+                )
+            _merge_node(node, (), merged, key, source, constructor)
+    finally:
+        constructor.dispose()
     return merged
 
 
-def _merge_node(node: Any, path: tuple[str, ...], merged: _Merged, key: str, source: Manifest) -> None:
+def _merge_node(
+    node: Any, path: tuple[str, ...], merged: _Merged, key: str, source: Manifest, constructor: Any
+) -> None:
     import yaml
 
     for key_node, value_node in node.value:
@@ -332,9 +348,12 @@ def _merge_node(node: Any, path: tuple[str, ...], merged: _Merged, key: str, sou
             continue
         child = (*path, str(key_node.value))
         if isinstance(value_node, yaml.MappingNode):
-            _merge_node(value_node, child, merged, key, source)
+            _merge_node(value_node, child, merged, key, source, constructor)
         elif isinstance(value_node, yaml.ScalarNode):
-            value = yaml.constructor.SafeConstructor().construct_object(value_node)
+            try:
+                value = constructor.construct_object(value_node)
+            except yaml.YAMLError:
+                continue  # a tag no safe loader builds (!!python/name:...): the value is unknown
             section = "stringData" if ("stringData", key) in source.lines else "data"
             line = source.line_inside((section, key), key_node.start_mark.line + 1)
             merged.settings[child] = Setting(value, source, key, line)

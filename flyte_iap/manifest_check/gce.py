@@ -40,6 +40,32 @@ APP_PROTOCOLS = ("HTTP", "HTTPS", "HTTP2")
 #: Values of the class annotation handled by GKE's controllers (external, internal, regional, multi-cluster).
 GCE_CLASSES = frozenset({"gce", "gce-internal", "gce-regional-external", "gce-multi-cluster"})
 
+#: The load balancer each GKE class creates: Ingresses compete for a host or an address only within one.
+SCOPES = {
+    "gce": "external",
+    "gce-multi-cluster": "external",
+    "gce-internal": "internal",
+    "gce-regional-external": "regional-external",
+}
+
+#: Classes of other clouds' load-balancer controllers (AWS Load Balancer Controller, Azure Application
+#: Gateway and application routing, Alibaba Cloud's ALB). Such an Ingress cannot exist on GKE; a set of
+#: manifests holding one was written for another cloud, where IAP does not apply.
+OTHER_CLOUD_CLASSES = frozenset(
+    {
+        "alb",
+        "azure/application-gateway",
+        "azure-application-gateway",
+        "webapprouting.kubernetes.azure.com",
+    }
+)
+#: Annotation prefixes only other clouds' Ingress controllers read.
+OTHER_CLOUD_ANNOTATION_PREFIXES = (
+    "alb.ingress.kubernetes.io/",
+    "service.beta.kubernetes.io/aws-",
+    "appgw.ingress.kubernetes.io/",
+)
+
 #: Ingress annotations only the GKE controller reads: their presence says "meant for GCE".
 GCE_ONLY_ANNOTATIONS = (
     GLOBAL_IP_ANNOTATION,
@@ -71,6 +97,20 @@ def is_gce_ingress(ingress: Manifest) -> bool:
     if annotation is not None:
         return annotation in GCE_CLASSES
     return class_name(ingress) is None
+
+
+def scope(ingress: Manifest) -> str:
+    """``external``, ``internal`` or ``regional-external``: the kind of load balancer GKE creates."""
+    annotation = class_annotation(ingress) or class_name(ingress) or "gce"
+    return SCOPES.get(annotation, "external")
+
+
+def other_cloud(ingress: Manifest) -> bool:
+    """Whether the Ingress is for another cloud's load-balancer controller (class or annotations)."""
+    for value in (class_annotation(ingress), class_name(ingress)):
+        if value is not None and value.lower() in OTHER_CLOUD_CLASSES:
+            return True
+    return any(k.startswith(OTHER_CLOUD_ANNOTATION_PREFIXES) for k in ingress.annotations)
 
 
 def meant_for_gce(ingress: Manifest) -> bool:
@@ -297,6 +337,8 @@ def _parse_backend_configs(raw: str) -> tuple[str, dict[str, str]]:
         data = json.loads(raw)
     except ValueError:
         raise ValueError("it is not JSON") from None
+    except RecursionError:
+        raise ValueError("it is JSON nested too deeply to be a BackendConfig reference") from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -335,6 +377,8 @@ def app_protocols_annotation(service: Manifest) -> AnnotationValue | None:
                 data = json.loads(raw)
             except ValueError:
                 return AnnotationValue(key, raw, error="it is not JSON")
+            except RecursionError:
+                return AnnotationValue(key, raw, error="it is JSON nested too deeply")
             if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
                 return AnnotationValue(key, raw, error="it must be a JSON object of port name to protocol")
             bad = sorted({v for v in data.values() if v not in APP_PROTOCOLS})

@@ -73,13 +73,38 @@ class PodTemplate:
         return (*self.path, "spec", "containers", position, *rest)
 
 
+def identity(obj: Manifest) -> tuple[str, str, str, str] | None:
+    """What makes two manifests the same object for ``kubectl apply`` (``None``: no name to tell)."""
+    name = obj.metadata.get("name")
+    if not name:
+        return None
+    return obj.kind, obj.group, obj.namespace or "", str(name)
+
+
 class Index:
-    """Manifests by kind, for lookups by name and namespace."""
+    """Manifests by kind, for lookups by name and namespace.
+
+    An object defined more than once in the input (the same kind, namespace and name) is looked up
+    as its last definition, the one ``kubectl apply`` leaves in the cluster; ``duplicates`` lists the
+    earlier definitions with the one that replaces them.
+    """
 
     def __init__(self, manifests: Iterable[Manifest]) -> None:
         self.objects: list[Manifest] = list(manifests)
         self._by_kind: dict[str, list[Manifest]] = defaultdict(list)
+        self.duplicates: list[tuple[Manifest, Manifest]] = []
+        last: dict[tuple[str, str, str, str], Manifest] = {}
         for obj in self.objects:
+            key = identity(obj)
+            if key is not None:
+                earlier = last.get(key)
+                if earlier is not None:
+                    self.duplicates.append((earlier, obj))
+                last[key] = obj
+        replaced = {id(earlier) for earlier, _ in self.duplicates}
+        for obj in self.objects:
+            if id(obj) in replaced:
+                continue
             groups = KIND_GROUPS.get(obj.kind)
             if groups is not None and obj.group in groups:
                 self._by_kind[obj.kind].append(obj)

@@ -11,6 +11,12 @@ Example::
 Helm output (``---`` separators, ``# Source:`` comments, empty documents) and ``kind: List`` documents
 are understood; documents that are not Kubernetes objects (no ``kind``/``apiVersion``, e.g. a values
 file) are skipped. PyYAML is imported inside the functions: importing this module costs nothing.
+
+Input is bounded (hostile input is normal input): a file is read only if it is a regular file (or
+named explicitly, or ``-``) and only up to :data:`MAX_FILE_BYTES`; a document whose aliases expand
+past :data:`MAX_ALIAS_EXPANSIONS` nodes (a "billion laughs" bomb), that nests deeper than
+:data:`MAX_DEPTH`, or that refers to itself is refused with one error; scalars YAML would turn into
+values Python cannot hold (``2021-02-30``, a 5000-digit integer) stay strings.
 """
 
 from __future__ import annotations
@@ -18,8 +24,9 @@ from __future__ import annotations
 import base64
 import binascii
 import os
+import stat
 import sys
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -30,6 +37,13 @@ from flyte_iap.errors import ConfigurationError
 FieldPath = tuple[str | int, ...]
 
 _MANIFEST_SUFFIXES = (".yaml", ".yml")
+
+#: The most bytes read from one file (or standard input): far above any real rendering.
+MAX_FILE_BYTES = 64 * 1024 * 1024
+#: The most nodes that aliases (``*name``, ``<<: *name``) may add to one input by repetition.
+MAX_ALIAS_EXPANSIONS = 100_000
+#: The deepest nesting of mappings and sequences accepted (Kubernetes objects use about 20 levels).
+MAX_DEPTH = 500
 
 
 class ManifestError(ConfigurationError):
@@ -173,28 +187,162 @@ def load_text(text: str, filename: str = "<stdin>") -> list[Manifest]:
         One :class:`Manifest` per object, in file order; ``kind: List`` documents are expanded.
 
     Raises:
-        ManifestError: the text is not valid YAML (the message has ``filename:line``).
+        ManifestError: the text is not valid YAML, or is too nested or too expanded by aliases (the
+            message has ``filename:line``).
     """
     import yaml
 
-    loader_cls = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    loader = loader_cls(text)
+    loader = _loader_class()(text)
     manifests: list[Manifest] = []
+    budget = [MAX_ALIAS_EXPANSIONS]
     try:
         while loader.check_node():
             node = loader.get_node()
-            data = loader.construct_document(node)
-            if not isinstance(data, Mapping):
+            if node is None:
                 continue
             lines: dict[FieldPath, int] = {}
             blocks: dict[FieldPath, int] = {}
-            _index_lines(node, (), lines, blocks)
+            # Walk (and bound) the node graph before building Python objects from it.
+            problem = index_node(node, lines, blocks, budget)
+            if problem is not None:
+                raise ManifestError(f"{printable(filename)}:{problem[1]}: {problem[0]}", _BOUND_HINT)
+            data = loader.construct_document(node)
+            if not isinstance(data, Mapping):
+                continue
             manifests.extend(_objects(data, filename, node.start_mark.line + 1, lines, blocks))
     except yaml.YAMLError as exc:
         raise _yaml_error(exc, filename, text) from None
     finally:
         loader.dispose()
     return manifests
+
+
+_BOUND_HINT = (
+    "Kubernetes manifests need neither deep nesting nor repeated aliases; "
+    "render or expand the file with the tool that wrote it and check the result"
+)
+
+
+def _loader_class() -> Any:
+    """PyYAML's safe loader (the C one when built), keeping out-of-range scalars as strings."""
+    global _LOADER
+    if _LOADER is None:
+        import yaml
+
+        base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+        class BoundedLoader(base):  # type: ignore[misc, valid-type]
+            pass
+
+        for tag in ("int", "timestamp", "float"):
+            full = f"tag:yaml.org,2002:{tag}"
+            BoundedLoader.add_constructor(full, _scalar_or_text(base.yaml_constructors[full]))
+        _LOADER = BoundedLoader
+    return _LOADER
+
+
+_LOADER: Any = None
+
+
+def _scalar_or_text(construct: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+    # 2021-02-30 matches YAML's timestamp pattern but is no date; Python refuses to convert integers
+    # of more than 4300 digits. Kubernetes would see strings there too (or refuse the object).
+    def constructor(loader: Any, node: Any) -> Any:
+        try:
+            return construct(loader, node)
+        except (ValueError, OverflowError):
+            return str(node.value)
+
+    return constructor
+
+
+def safe_loader() -> Any:
+    """The loader class :func:`load_text` uses, for YAML embedded in objects (e.g. ConfigMap values)."""
+    return _loader_class()
+
+
+def index_node(
+    root: Any,
+    lines: dict[FieldPath, int] | None = None,
+    blocks: dict[FieldPath, int] | None = None,
+    budget: list[int] | None = None,
+) -> tuple[str, int] | None:
+    """Walk a composed YAML node graph once, recording the line of every field; bound its size.
+
+    Each node is visited once, however many aliases point at it; the nodes those aliases would add
+    on expansion are counted against ``budget[0]`` (decremented in place), so a document is refused
+    before anything builds its expansion.
+
+    Returns:
+        ``None``, or ``(problem, line)`` when the graph nests deeper than :data:`MAX_DEPTH`, refers to
+        itself, or its aliases expand past the budget.
+    """
+    import yaml
+
+    lines = {} if lines is None else lines
+    blocks = {} if blocks is None else blocks
+    budget = [MAX_ALIAS_EXPANSIONS] if budget is None else budget
+    sizes: dict[int, int] = {}  # node id -> nodes in its full expansion
+    open_nodes: set[int] = set()
+    # Iterative depth-first walk: (node, path, depth, children-done flag).
+    stack: list[tuple[Any, FieldPath | None, int, bool]] = [(root, (), 0, False)]
+    while stack:
+        node, path, depth, done = stack.pop()
+        key = id(node)
+        if done:
+            open_nodes.discard(key)
+            children = _children(node)
+            sizes[key] = 1 + sum(sizes.get(id(c), 1) for _, c, _ in children)
+            continue
+        if key in open_nodes:
+            return "an alias refers to the node that contains it (a recursive structure)", _line(node)
+        if key in sizes:
+            # An alias to a node already walked: its expansion repeats it.
+            budget[0] -= sizes[key]
+            if budget[0] < 0:
+                return "too many alias expansions", _line(node)
+            continue
+        if depth > MAX_DEPTH:
+            return f"nested deeper than {MAX_DEPTH} levels", _line(node)
+        if path is not None:
+            lines.setdefault(path, node.start_mark.line + 1)
+            if isinstance(node, yaml.ScalarNode) and node.style in ("|", ">"):
+                # A block scalar's content starts on the line after its indicator.
+                blocks[path] = node.start_mark.line + 2
+        children = _children(node)
+        if not children:
+            sizes[key] = 1
+            continue
+        open_nodes.add(key)
+        stack.append((node, path, depth, True))
+        for step, child, key_line in reversed(children):
+            child_path: FieldPath | None = None
+            if path is not None and step is not None:
+                child_path = (*path, step)
+                lines.setdefault(child_path, key_line)
+            stack.append((child, child_path, depth + 1, False))
+    return None
+
+
+def _children(node: Any) -> list[tuple[str | int | None, Any, int]]:
+    """``(path step, child, line of the field)``; keys that are not scalars have no path step."""
+    import yaml
+
+    if isinstance(node, yaml.MappingNode):
+        out: list[tuple[str | int | None, Any, int]] = []
+        for key_node, value_node in node.value:
+            line = key_node.start_mark.line + 1
+            out.append((None, key_node, line))
+            step = str(key_node.value) if isinstance(key_node, yaml.ScalarNode) else None
+            out.append((step, value_node, line))
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [(position, item, item.start_mark.line + 1) for position, item in enumerate(node.value)]
+    return []
+
+
+def _line(node: Any) -> int:
+    return node.start_mark.line + 1
 
 
 def _yaml_error(exc: Exception, filename: str, text: str) -> ManifestError:
@@ -205,6 +353,7 @@ def _yaml_error(exc: Exception, filename: str, text: str) -> ManifestError:
     context, context_mark = getattr(exc, "context", None), getattr(exc, "context_mark", None)
     if context and context_mark is not None and mark is not None and context_mark.line != mark.line:
         message += f" ({context} at line {context_mark.line + 1})"
+    message = printable(message)
     if "{{" in text:
         return ManifestError(
             message,
@@ -212,27 +361,6 @@ def _yaml_error(exc: Exception, filename: str, text: str) -> ManifestError:
             "e.g. helm template RELEASE CHART -f values.yaml | flyte-iap check -",
         )
     return ManifestError(message)
-
-
-def _index_lines(
-    node: Any, path: FieldPath, lines: dict[FieldPath, int], blocks: dict[FieldPath, int]
-) -> None:
-    import yaml
-
-    lines.setdefault(path, node.start_mark.line + 1)
-    if isinstance(node, yaml.MappingNode):
-        for key_node, value_node in node.value:
-            if not isinstance(key_node, yaml.ScalarNode):
-                continue
-            child = (*path, str(key_node.value))
-            lines.setdefault(child, key_node.start_mark.line + 1)
-            _index_lines(value_node, child, lines, blocks)
-    elif isinstance(node, yaml.SequenceNode):
-        for position, item in enumerate(node.value):
-            _index_lines(item, (*path, position), lines, blocks)
-    elif isinstance(node, yaml.ScalarNode) and node.style in ("|", ">"):
-        # A block scalar's content starts on the line after its indicator.
-        blocks[path] = node.start_mark.line + 2
 
 
 def _objects(
@@ -258,11 +386,16 @@ def _objects(
     yield Manifest(body=data, file=filename, line=line, lines=lines, blocks=blocks)
 
 
-def manifest_files(paths: Iterable[str | os.PathLike[str]]) -> Iterator[str]:
+def manifest_files(
+    paths: Iterable[str | os.PathLike[str]], on_skip: Callable[[str, str], None] | None = None
+) -> Iterator[str]:
     """The files to read for ``paths``: files as given, directories walked for ``*.yaml``/``*.yml``.
 
     ``-`` stands for standard input and is passed through. Hidden directories and the ``templates/``
-    directory of a Helm chart (unrendered templates are not YAML) are skipped during a walk.
+    directory of a Helm chart (unrendered templates are not YAML) are skipped during a walk, and so is
+    anything in a directory that is not a regular file (a FIFO named ``x.yaml`` would block the read
+    forever): ``on_skip(path, reason)`` is told about each. A path named explicitly is read whatever it
+    is (``<(helm template ...)`` is a pipe), up to :data:`MAX_FILE_BYTES`.
 
     Raises:
         ManifestError: a path does not exist.
@@ -274,16 +407,16 @@ def manifest_files(paths: Iterable[str | os.PathLike[str]]) -> Iterator[str]:
             continue
         path = Path(name)
         if path.is_dir():
-            yield from _walk(path)
+            yield from _walk(path, on_skip)
         elif path.exists():
             yield name
         else:
             raise ManifestError(
-                f"{name}: no such file or directory", "give a manifest file, a directory or -"
+                f"{printable(name)}: no such file or directory", "give a manifest file, a directory or -"
             )
 
 
-def _walk(root: Path) -> Iterator[str]:
+def _walk(root: Path, on_skip: Callable[[str, str], None] | None) -> Iterator[str]:
     for directory, subdirs, files in os.walk(root):
         here = Path(directory)
         subdirs[:] = sorted(
@@ -292,31 +425,66 @@ def _walk(root: Path) -> Iterator[str]:
             if not d.startswith(".") and not (d == "templates" and (here / "Chart.yaml").exists())
         )
         for name in sorted(files):
-            if name.endswith(_MANIFEST_SUFFIXES) and not name.startswith("."):
-                yield str(here / name)
+            if not name.endswith(_MANIFEST_SUFFIXES) or name.startswith("."):
+                continue
+            path = here / name
+            try:
+                mode = path.stat().st_mode
+            except OSError as exc:
+                if on_skip is not None:
+                    on_skip(str(path), f"cannot read: {exc.strerror or exc}")
+                continue
+            if stat.S_ISREG(mode):
+                yield str(path)
+            elif on_skip is not None:
+                on_skip(str(path), "not a regular file (only regular files are read in a directory)")
 
 
 def read_source(name: str, stdin: TextIO | None = None) -> str:
-    """The text of one input: a file, or standard input for ``-``.
+    """The text of one input: a file, or standard input for ``-``, at most :data:`MAX_FILE_BYTES`.
 
     Raises:
-        ManifestError: the file cannot be read or is not UTF-8.
+        ManifestError: the input cannot be read, is larger than the limit, or is not UTF-8.
     """
-    if name == "-":
-        stream = stdin if stdin is not None else sys.stdin
-        return stream.read()
+    shown = "<stdin>" if name == "-" else printable(name)
+    limit = MAX_FILE_BYTES
     try:
-        return Path(name).read_bytes().decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ManifestError(f"{name}: not UTF-8 text (byte {exc.start})") from None
+        if name == "-":
+            stream = stdin if stdin is not None else sys.stdin
+            buffer = getattr(stream, "buffer", None)
+            if buffer is None:  # a text stream without bytes underneath (tests, StringIO)
+                text = stream.read(limit + 1)
+                if len(text) > limit:
+                    raise ManifestError(f"{shown}: larger than {limit // 2**20} MiB", _TOO_BIG_HINT)
+                return text
+            data = buffer.read(limit + 1)
+        else:
+            with open(name, "rb") as handle:
+                data = handle.read(limit + 1)
     except OSError as exc:
-        raise ManifestError(f"{name}: cannot read: {exc.strerror or exc}") from None
+        raise ManifestError(f"{shown}: cannot read: {exc.strerror or exc}") from None
+    if len(data) > limit:
+        raise ManifestError(f"{shown}: larger than {limit // 2**20} MiB", _TOO_BIG_HINT)
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ManifestError(f"{shown}: not UTF-8 text (byte {exc.start})") from None
+
+
+_TOO_BIG_HINT = "check the manifests of one deployment at a time; a real rendering is far smaller"
 
 
 def load_paths(
-    paths: Iterable[str | os.PathLike[str]], stdin: TextIO | None = None
+    paths: Iterable[str | os.PathLike[str]],
+    stdin: TextIO | None = None,
+    on_skip: Callable[[str, str], None] | None = None,
 ) -> tuple[list[Manifest], int]:
     """Load every object under ``paths`` (see :func:`manifest_files`).
+
+    Args:
+        paths: files, directories, or ``-``.
+        stdin: the stream ``-`` reads (default ``sys.stdin``).
+        on_skip: called with ``(path, reason)`` for each file a directory walk leaves out.
 
     Returns:
         ``(objects, number_of_files_read)``.
@@ -326,8 +494,22 @@ def load_paths(
     """
     manifests: list[Manifest] = []
     count = 0
-    for name in manifest_files(paths):
+    for name in manifest_files(paths, on_skip):
         display = "<stdin>" if name == "-" else name
         manifests.extend(load_text(read_source(name, stdin), display))
         count += 1
     return manifests, count
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters (terminal escapes, newlines) shown as ``\\xNN`` escapes."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() or c == " " else _escape(c) for c in text)
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    if code <= 0xFF:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"

@@ -73,6 +73,8 @@ class Rule:
     fix: str
     page: str
     check: Callable[[Context], Iterable[Finding | None]] = field(repr=False, compare=False)
+    #: The fix for an object that is not Flyte's (no chart keys, no Flyte names); ``fix`` if empty.
+    generic_fix: str = ""
 
     @property
     def url(self) -> str:
@@ -84,7 +86,15 @@ RULES: dict[str, Rule] = {}
 
 
 def rule(
-    rule_id: str, name: str, *, severity: str, title: str, page: str, description: str, fix: str
+    rule_id: str,
+    name: str,
+    *,
+    severity: str,
+    title: str,
+    page: str,
+    description: str,
+    fix: str,
+    generic_fix: str = "",
 ) -> Callable[[Callable[[Context], Iterable[Finding | None]]], Callable[[Context], Iterable[Finding | None]]]:
     """Register the decorated function as rule ``rule_id`` (IDs and names must be unique)."""
 
@@ -95,7 +105,17 @@ def rule(
             raise ValueError(f"duplicate rule {rule_id} / {name}")
         if severity not in (ERROR, WARNING):
             raise ValueError(f"{rule_id}: severity must be {ERROR!r} or {WARNING!r}")
-        RULES[rule_id] = Rule(rule_id, name, severity, title, _clean(description), _clean(fix), page, check)
+        RULES[rule_id] = Rule(
+            rule_id,
+            name,
+            severity,
+            title,
+            _clean(description),
+            _clean(fix),
+            page,
+            check,
+            _clean(generic_fix),
+        )
         return check
 
     return register
@@ -108,10 +128,11 @@ def _clean(text: str) -> str:
 class Context:
     """What a rule sees: the topology of the input, and helpers that build findings for the current rule."""
 
-    def __init__(self, topology: Topology, *, partial: bool = False) -> None:
+    def __init__(self, topology: Topology, *, partial: bool = False, strict: bool = False) -> None:
         self.topology = topology
         self.index = topology.index
         self.partial = partial
+        self.strict = strict
         self.rule: Rule | None = None
 
     def finding(
@@ -123,9 +144,14 @@ class Context:
         fix: str | None = None,
         severity: str | None = None,
         line: int | None = None,
+        flyte: bool = True,
     ) -> Finding:
-        """A finding of the current rule on ``obj``, located at field ``at`` (or at ``line``)."""
+        """A finding of the current rule on ``obj``, located at field ``at`` (or at ``line``).
+
+        ``flyte=False`` says the object is not Flyte's: the rule's generic fix is used (no chart keys).
+        """
         assert self.rule is not None
+        default_fix = self.rule.fix if flyte or not self.rule.generic_fix else self.rule.generic_fix
         return Finding(
             rule=self.rule.id,
             severity=severity or self.rule.severity,
@@ -133,7 +159,7 @@ class Context:
             file=obj.file,
             line=line if line is not None else obj.line_of(*at),
             message=message,
-            fix=fix or self.rule.fix,
+            fix=fix or default_fix,
             url=self.rule.url,
             source=obj,
         )
@@ -141,21 +167,52 @@ class Context:
     def missing(self, obj: Manifest, at: FieldPath, kind: str, name: str, message: str) -> Finding | None:
         """A finding for a reference to a ``kind`` named ``name`` that is not in the input.
 
-        Partial input is normal (the GKE objects often live apart from the Helm rendering), so:
-        with ``partial`` nothing is reported; when the input has other objects of ``kind`` in that
-        namespace the name is likely a typo and this is an error; otherwise it is a warning.
+        Partial input is normal (the GKE objects often live apart from the Helm rendering), so it is a
+        warning (an error with ``strict``), and nothing with ``partial``. A name is suggested only when
+        one in the input is a likely misspelling (an edit distance of at most 2, or 1 for short names).
         """
         if self.partial:
             return None
-        others = sorted(o.name for o in self.index.of_kind(kind) if _visible(o, obj))
-        if others:
-            detail = f"; the input has {kind} {', '.join(others)}: is the name misspelled?"
-            return self.finding(obj, message + detail, at=at, severity=ERROR)
-        detail = (
-            f". If the {kind} is applied separately, check it together with these manifests "
-            "(or pass --partial to skip references outside the input)."
-        )
-        return self.finding(obj, message + detail, at=at, severity=WARNING)
+        severity = ERROR if self.strict else WARNING
+        close = _close_names(name, (o.name for o in self.index.of_kind(kind) if _visible(o, obj)))
+        if close:
+            detail = f"; did you mean {' or '.join(close)}?"
+        else:
+            detail = (
+                f". If the {kind} is applied separately, check it together with these manifests "
+                "(or pass --partial to skip references outside the input)."
+            )
+        return self.finding(obj, message + detail, at=at, severity=severity)
+
+
+#: Names longer than this are not compared (the comparison is quadratic in the length).
+_MAX_COMPARED = 253
+
+
+def _close_names(name: str, candidates: Iterable[str]) -> list[str]:
+    limit = 1 if len(name) <= 4 else 2
+    found = []
+    for candidate in dict.fromkeys(candidates):
+        if candidate == name or abs(len(candidate) - len(name)) > limit:
+            continue
+        if len(name) > _MAX_COMPARED or len(candidate) > _MAX_COMPARED:
+            continue
+        if edit_distance(name, candidate, limit) <= limit:
+            found.append(candidate)
+    return sorted(found)[:3]
+
+
+def edit_distance(a: str, b: str, limit: int) -> int:
+    """Levenshtein distance between ``a`` and ``b``, or ``limit + 1`` once it is known to exceed it."""
+    previous = list(range(len(b) + 1))
+    for i, char_a in enumerate(a, 1):
+        current = [i]
+        for j, char_b in enumerate(b, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (char_a != char_b)))
+        if min(current) > limit:
+            return limit + 1
+        previous = current
+    return previous[-1]
 
 
 def _visible(candidate: Manifest, referrer: Manifest) -> bool:

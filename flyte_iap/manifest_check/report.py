@@ -15,6 +15,7 @@ import textwrap
 from collections.abc import Sequence
 
 from flyte_iap import __version__
+from flyte_iap.manifest_check.loader import printable
 from flyte_iap.manifest_check.registry import ERROR, RULES, WARNING, Finding, Rule
 
 _WIDTH = 100
@@ -48,13 +49,15 @@ def _plural(count: int, word: str) -> str:
 def format_text(findings: Sequence[Finding]) -> str:
     """One block per finding: ``file:line: RULE severity: object``, what is wrong, the fix, the link.
 
-    Blocks are separated by a blank line; the text is empty when there is no finding.
+    Blocks are separated by a blank line; the text is empty when there is no finding. Control
+    characters from the input (object names, hosts, file names) are shown escaped, never sent to the
+    terminal.
     """
     blocks = []
     for f in findings:
-        lines = [f"{f.file}:{f.line}: {f.rule} {f.severity}: {f.object}"]
-        lines += _wrap(f.message, "  ", "  ")
-        lines += _wrap(f.fix, "  fix: ", "       ")
+        lines = [f"{printable(f.file)}:{f.line}: {f.rule} {f.severity}: {printable(f.object)}"]
+        lines += _wrap(printable(f.message), "  ", "  ")
+        lines += _wrap(printable(f.fix), "  fix: ", "       ")
         lines.append(f"  see: {f.url}")
         blocks.append("\n".join(lines) + "\n")
     return "\n".join(blocks)

@@ -58,14 +58,14 @@ def backend_config_invalid(ctx: Context) -> Iterator[Finding]:
 @rule(
     "IAP011",
     "backend-config-missing",
-    severity=ERROR,
+    severity=WARNING,
     title="backend-config names a BackendConfig that is not in the input",
     page="deploy/backendconfig",
     description="""
         The Service's backend-config annotation names a BackendConfig that the checked manifests do not
-        contain (BackendConfigs must be in the Service's namespace). Reported as an error when the input
-        has other BackendConfigs there (likely a misspelled name), as a warning otherwise; not reported
-        with `--partial`.
+        contain (BackendConfigs must be in the Service's namespace). A warning (objects applied
+        separately are normal; `--strict` makes it an error) that suggests a name only when one in the
+        input is a likely misspelling; not reported with `--partial`.
     """,
     fix="""
         Correct the name in the annotation, or create the BackendConfig in the Service's namespace and

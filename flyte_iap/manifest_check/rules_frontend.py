@@ -36,14 +36,14 @@ def _domains(certificate: Manifest) -> list[str]:
 @rule(
     "IAP030",
     "managed-certificate-missing",
-    severity=ERROR,
+    severity=WARNING,
     title="managed-certificates names a ManagedCertificate that is not in the input",
     page="deploy/certificate",
     description="""
-        `networking.gke.io/managed-certificates` names a ManagedCertificate (comma-separated names,
-        same namespace as the Ingress) that the checked manifests do not contain. Reported as an error
-        when the input has other ManagedCertificates there (likely a misspelled name), as a warning
-        otherwise; not reported with `--partial`.
+        `networking.gke.io/managed-certificates` names a ManagedCertificate (comma-separated names, same
+        namespace as the Ingress) that the checked manifests do not contain. A warning (objects applied
+        separately are normal; `--strict` makes it an error) that suggests a name only when one in the
+        input is a likely misspelling; not reported with `--partial`.
     """,
     fix="Correct the name, or create the ManagedCertificate in the Ingress's namespace and check both.",
 )
@@ -155,13 +155,14 @@ def no_https_redirect(ctx: Context) -> Iterator[Finding]:
 @rule(
     "IAP033",
     "frontend-config-missing",
-    severity=ERROR,
+    severity=WARNING,
     title="FrontendConfig annotation names a FrontendConfig that is not in the input",
     page="deploy/certificate",
     description="""
         `networking.gke.io/v1beta1.FrontendConfig` names a FrontendConfig the checked manifests do not
-        contain (it must be in the Ingress's namespace). Reported as an error when the input has other
-        FrontendConfigs there, as a warning otherwise; not reported with `--partial`.
+        contain (it must be in the Ingress's namespace). A warning (objects applied separately are
+        normal; `--strict` makes it an error) that suggests a name only when one in the input is a
+        likely misspelling; not reported with `--partial`.
     """,
     fix="Correct the name, or create the FrontendConfig in the Ingress's namespace and check both together.",
 )

@@ -75,7 +75,16 @@ class Topology:
     def __init__(self, index: Index) -> None:
         self.index = index
         self.ingresses = index.of_kind("Ingress")
-        self.gce_ingresses = [i for i in self.ingresses if gce.is_gce_ingress(i)]
+        # An Ingress written for GKE that the controller skips only because it sets
+        # spec.ingressClassName (IAP003) is checked as GKE will see it once that is fixed, so one run
+        # reports every independent finding. (A class annotation naming another controller may be
+        # the intent, and the GKE annotations the mistake: such an Ingress is not.)
+        self.gce_ingresses = [
+            i
+            for i in self.ingresses
+            if not gce.other_cloud(i)
+            and (gce.is_gce_ingress(i) or (gce.meant_for_gce(i) and gce.class_annotation(i) is None))
+        ]
         self._routes = {id(i): gce.routes(i) for i in self.ingresses}
         self._components: dict[int, str | None] = {}
 
@@ -173,6 +182,36 @@ class Topology:
             else:
                 if any(flyte.path_kind(r.path) for r in self.routes(ingress)):
                     out.append(ingress)
+        return out
+
+    @cached_property
+    def ingress_backend_services(self) -> set[int]:
+        """Services some GKE Ingress in the input routes to."""
+        return {id(b.service) for i in self.gce_ingresses for b, _ in self.backends(i)}
+
+    @cached_property
+    def protected_pods(self) -> dict[tuple[int, tuple[str | int, ...]], str]:
+        """Pod templates that must be reached only through IAP, with why (for messages).
+
+        Those behind a Service that serves Flyte, and those behind a GKE Ingress backend whose
+        BackendConfig turns IAP on.
+        """
+        out: dict[tuple[int, tuple[str | int, ...]], str] = {}
+        for ingress in self.gce_ingresses:
+            for backend, _ in self.backends(ingress):
+                ref = self.backend_config(backend)
+                if ref is None or ref.config is None or not iap_enabled(ref.config):
+                    continue
+                for pod in self.index.pods_for(backend.service):
+                    out.setdefault(
+                        (id(pod.workload), pod.path),
+                        f"IAP protects through {ingress.ref} and {backend.service.ref}",
+                    )
+        for service in self.index.of_kind("Service"):
+            if self.serves_flyte(service):
+                what = self.component(service) or "Flyte"
+                for pod in self.index.pods_for(service):
+                    out.setdefault((id(pod.workload), pod.path), f"serve {what}")
         return out
 
     def is_admin_backend(self, backend: Backend | None, route: gce.Route | None = None) -> bool:

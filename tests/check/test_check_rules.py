@@ -30,9 +30,23 @@ def test_missing_reference_is_a_warning_when_the_input_has_none_of_that_kind() -
     assert rules(text) == [("IAP033", "warning")]
 
 
-def test_missing_reference_is_an_error_when_the_input_has_others_of_that_kind() -> None:
+def test_missing_reference_suggests_a_close_name_as_a_warning() -> None:
+    text = BASE.replace("FrontendConfig: flyte-frontend", "FrontendConfig: flyte-frontnd")
+    [finding] = check_text(text, "t.yaml")
+    assert (finding.rule, finding.severity) == ("IAP033", "warning")
+    assert "did you mean flyte-frontend?" in finding.message
+
+
+def test_missing_reference_suggests_no_unrelated_name() -> None:
+    text = BASE.replace("FrontendConfig: flyte-frontend", "FrontendConfig: edge-tls")
+    [finding] = check_text(text, "t.yaml")
+    assert "did you mean" not in finding.message
+    assert "flyte-frontend" not in finding.message
+
+
+def test_strict_makes_a_missing_reference_an_error() -> None:
     text = BASE.replace("FrontendConfig: flyte-frontend", "FrontendConfig: flyte-front")
-    assert rules(text) == [("IAP033", "error")]
+    assert rules(text, strict=True) == [("IAP033", "error")]
 
 
 def test_partial_reports_no_missing_reference() -> None:
@@ -46,8 +60,7 @@ def test_backend_config_in_another_namespace_is_not_found() -> None:
         "metadata: {name: flyteadmin-iap, namespace: ops}",
     )
     [(rule, severity)] = rules(text)
-    # flyteconsole-iap is in flyte: the input has BackendConfigs there, so a typo is likely
-    assert (rule, severity) == ("IAP011", "error")
+    assert (rule, severity) == ("IAP011", "warning")
 
 
 def test_objects_without_namespace_resolve_against_any_namespace() -> None:
