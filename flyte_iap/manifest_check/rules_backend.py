@@ -104,6 +104,10 @@ def backend_config_missing(ctx: Context) -> Iterator[Finding | None]:
         Key the map by the Service port's name or number (flyte-core flyteadmin: `http`/`80`,
         `grpc`/`81`; flyte-binary: `http`, `grpc`), or use `{"default": "NAME"}`.
     """,
+    generic_fix="""
+        Key the map by the Service port's name or number (not its targetPort), or use
+        `{"default": "NAME"}`.
+    """,
 )
 def backend_config_unknown_port(ctx: Context) -> Iterator[Finding]:
     for service in ctx.index.of_kind("Service"):
@@ -124,6 +128,7 @@ def backend_config_unknown_port(ctx: Context) -> Iterator[Finding]:
                 f"{annotation.key} maps port {key!r} to {name}, but the Service has no port named or "
                 f"numbered {key!r} (its ports: {listing}{hint}); that entry never applies.",
                 at=_annotation_at(annotation.key),
+                flyte=ctx.topology.is_flyte(service),
             )
 
 
@@ -138,19 +143,26 @@ def _iap_backends(ctx: Context) -> Iterator[tuple[Manifest, Backend]]:
     "IAP013",
     "backend-without-iap",
     severity=ERROR,
-    title="Flyte backend with no BackendConfig (IAP off)",
+    title="Backend of an IAP-protected Ingress with no BackendConfig (IAP off)",
     page="deploy/backendconfig",
     description="""
         A GKE Ingress serves Flyte (or has other backends with IAP on), but no BackendConfig applies to
         one of its Service ports: the Service has no backend-config annotation, or the annotation's
         `ports` map leaves that port out and there is no `default`. IAP is turned on per backend
         service, through a BackendConfig, so that path is open to anyone who can reach the load balancer.
+        An error for a Flyte backend; a warning for any other backend, since an Ingress may mix IAP and
+        public backends by design (a public health or webhook path next to protected ones).
     """,
     fix="""
         Create a BackendConfig with `iap: {enabled: true}` and annotate the Service with
         `cloud.google.com/backend-config: '{"default": "NAME"}'`. Helm: flyte-binary
         `service.commonAnnotations`; flyte-core `flyteadmin.service.annotations` and
         `flyteconsole.service.annotations`.
+    """,
+    generic_fix="""
+        If the backend must be private, create a BackendConfig with `iap: {enabled: true}` and annotate
+        the Service with `cloud.google.com/backend-config: '{"default": "NAME"}'`. If it is public on
+        purpose, say so on the Service with the annotation `flyte-iap/ignore: IAP013`.
     """,
 )
 def backend_without_iap(ctx: Context) -> Iterator[Finding]:
@@ -164,14 +176,17 @@ def backend_without_iap(ctx: Context) -> Iterator[Finding]:
             if backend.label not in entry[2]:
                 entry[2].append(backend.label)
     for service, ingress, ports in uncovered.values():
-        what = ctx.topology.component(service) or "this backend"
         plural = "s" if len(ports) > 1 else ""
+        is_flyte = ctx.topology.is_flyte(service)
+        what = ctx.topology.component(service) or "Flyte" if is_flyte else "this backend"
         yield ctx.finding(
             service,
             f"{ingress.ref} sends traffic to port{plural} {', '.join(ports)} of this Service, but no "
             f"BackendConfig applies to {'them' if plural else 'it'}: IAP is not turned on, and anyone who "
             f"can reach the load balancer reaches {what}.",
             at=("metadata", "annotations") if service.annotations else ("metadata",),
+            severity=ERROR if is_flyte else WARNING,
+            flyte=is_flyte,
         )
 
 
@@ -195,12 +210,17 @@ def _flyte_backends(ctx: Context) -> Iterator[tuple[Manifest | None, Backend]]:
     "IAP014",
     "iap-not-enabled",
     severity=ERROR,
-    title="BackendConfig of a Flyte backend without iap.enabled: true",
+    title="BackendConfig of an IAP-protected backend without iap.enabled: true",
     page="deploy/backendconfig",
     description="""
         The BackendConfig that GKE applies to a Flyte backend (or to another backend of an IAP-protected
         Ingress) has no `iap` section, or `iap.enabled` is not `true`. The load balancer then
-        forwards requests without asking IAP.
+        forwards requests without asking IAP. An error for a Flyte backend; a warning for another
+        backend of an Ingress that mixes IAP and public backends (which may be on purpose).
+    """,
+    generic_fix="""
+        If the backend must be private, add `iap: {enabled: true}` to the BackendConfig's spec; if it
+        is public on purpose, annotate the BackendConfig with `flyte-iap/ignore: IAP014`.
     """,
     fix="""
         Add `iap: {enabled: true}` to the BackendConfig's spec (with `oauthclientCredentials` when
@@ -208,8 +228,10 @@ def _flyte_backends(ctx: Context) -> Iterator[tuple[Manifest | None, Backend]]:
     """,
 )
 def iap_not_enabled(ctx: Context) -> Iterator[Finding]:
+    # Flyte's backends first: a BackendConfig shared by a Flyte and another backend is an error.
+    backends = sorted(_flyte_backends(ctx), key=lambda item: not ctx.topology.is_flyte(item[1].service))
     reported: set[int] = set()
-    for _, backend in _flyte_backends(ctx):
+    for _, backend in backends:
         ref = ctx.topology.backend_config(backend)
         if ref is None or ref.config is None or iap_enabled(ref.config) or id(ref.config) in reported:
             continue
@@ -220,12 +242,18 @@ def iap_not_enabled(ctx: Context) -> Iterator[Finding]:
             problem, at = "has no iap section", ("spec",)
         else:
             problem, at = f"has iap.enabled: {iap.get('enabled')!r}", ("spec", "iap", "enabled")
+        is_flyte = ctx.topology.is_flyte(backend.service)
+        if is_flyte:
+            serves = f", which serves {ctx.topology.component(backend.service) or 'Flyte'},"
+        else:
+            serves = ", a backend of an Ingress where other backends have IAP on,"
         yield ctx.finding(
             config,
-            f"this BackendConfig applies to port {backend.label} of {backend.service.ref}, which "
-            f"serves {ctx.topology.component(backend.service) or 'Flyte'}, but it {problem}: the load "
-            "balancer lets requests through without IAP.",
+            f"this BackendConfig applies to port {backend.label} of {backend.service.ref}{serves} but it "
+            f"{problem}: the load balancer lets requests through without IAP.",
             at=at,
+            severity=ERROR if is_flyte else WARNING,
+            flyte=is_flyte,
         )
 
 
@@ -290,7 +318,7 @@ def oauth_secret_keys(ctx: Context) -> Iterator[Finding]:
         The GKE controller refuses a BackendConfig with both `iap.enabled` and `cdn.enabled`
         ("iap and cdn cannot be enabled at the same time"), so none of its settings, IAP included, apply.
     """,
-    fix="Turn Cloud CDN off (`cdn.enabled: false`, or no `cdn` section) in the BackendConfig for Flyte.",
+    fix="Turn Cloud CDN off (`cdn.enabled: false`, or no `cdn` section) in the BackendConfig.",
 )
 def iap_with_cdn(ctx: Context) -> Iterator[Finding]:
     for config in ctx.index.of_kind("BackendConfig"):
@@ -353,6 +381,10 @@ def _health_check_path(config: Manifest) -> Any:
         `requestPath: /console` on port 8080 for flyteconsole, or give the container an `httpGet`
         readiness probe on the serving port.
     """,
+    generic_fix="""
+        Add `healthCheck` (`type`, `requestPath`, `port` of the container) to the backend's
+        BackendConfig, or give the container an `httpGet` readiness probe on the serving port.
+    """,
 )
 def no_health_check(ctx: Context) -> Iterator[Finding]:
     pending: dict[int, tuple[Manifest, list[str], list[str], bool]] = {}
@@ -392,6 +424,7 @@ def no_health_check(ctx: Context) -> Iterator[Finding]:
             f"and no BackendConfig healthCheck.requestPath is set, {consequence}",
             at=("spec", "ports"),
             severity=ERROR if is_flyte else WARNING,
+            flyte=is_flyte,
         )
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 
-from flyte_iap.manifest_check import gce
+from flyte_iap.manifest_check import flyte, gce
 from flyte_iap.manifest_check.loader import Manifest
 from flyte_iap.manifest_check.registry import ERROR, WARNING, Context, Finding, rule
 
@@ -183,7 +183,7 @@ def frontend_config_missing(ctx: Context) -> Iterator[Finding | None]:
     "IAP034",
     "no-tls-certificate",
     severity=ERROR,
-    title="Ingress serving Flyte without any TLS certificate",
+    title="IAP-protected Ingress without any TLS certificate",
     page="deploy/certificate",
     description="""
         A GKE Ingress that serves Flyte has no certificate: no `networking.gke.io/managed-certificates`,
@@ -198,9 +198,56 @@ def frontend_config_missing(ctx: Context) -> Iterator[Finding | None]:
 def no_tls_certificate(ctx: Context) -> Iterator[Finding]:
     for ingress in ctx.topology.iap_ingresses:
         if not _has_tls(ingress):
+            flyte_owned = any(ctx.topology.is_flyte(b.service) for b, _ in ctx.topology.backends(ingress))
+            flyte_owned = flyte_owned or any(flyte.path_kind(r.path) for r in ctx.topology.routes(ingress))
+            what = "serves Flyte" if flyte_owned else "uses IAP"
+            clients = "IAP and Flyte's clients" if flyte_owned else "IAP"
             yield ctx.finding(
                 ingress,
-                "this Ingress serves Flyte but has no TLS certificate (managed-certificates, pre-shared-cert "
-                "or spec.tls): the load balancer serves HTTP only, and IAP and Flyte's clients need HTTPS.",
+                f"this Ingress {what} but has no TLS certificate (managed-certificates, pre-shared-cert "
+                f"or spec.tls): the load balancer serves HTTP only, and {clients} need HTTPS.",
                 at=("metadata", "annotations") if ingress.annotations else ("metadata",),
+                flyte=flyte_owned,
             )
+
+
+# GKE's documentation: Google-managed certificates (ManagedCertificate) are for Ingresses that
+# create external load balancers (kubernetes-engine/docs/how-to/managed-certs: "use Ingress objects
+# to create external load balancers with Google-managed SSL certificates"); Ingress for internal
+# Application Load Balancers supports self-managed certificates, regional ones only, and Kubernetes
+# Secrets (kubernetes-engine/docs/concepts/ingress-ilb, "Support for Google Cloud features").
+# ManagedCertificate provisions global certificates, which a regional load balancer (internal or
+# regional external) cannot use.
+_MANAGED_CERTIFICATE_SCOPES = ("external",)
+
+
+@rule(
+    "IAP035",
+    "managed-certificate-regional",
+    severity=ERROR,
+    title="Google-managed certificate on an internal or regional Ingress",
+    page="deploy/certificate",
+    description="""
+        `networking.gke.io/managed-certificates` on an Ingress of class `gce-internal` or
+        `gce-regional-external`. GKE's Google-managed certificates (ManagedCertificate) work with
+        external (global) load balancers only; the internal Application Load Balancer accepts regional
+        self-managed certificates and Kubernetes Secrets. The certificate never reaches the load
+        balancer, which then has no certificate for the host.
+    """,
+    fix="""
+        Use a certificate from a Kubernetes Secret (`spec.tls`) or a regional pre-shared certificate
+        (`ingress.gcp.kubernetes.io/pre-shared-cert`), or make the Ingress external (class `gce`).
+    """,
+)
+def managed_certificate_regional(ctx: Context) -> Iterator[Finding]:
+    for ingress in ctx.topology.gce_ingresses:
+        scope = gce.scope(ingress)
+        if scope in _MANAGED_CERTIFICATE_SCOPES or not _managed_certificates(ingress):
+            continue
+        yield ctx.finding(
+            ingress,
+            f"this Ingress (class {gce.class_annotation(ingress) or gce.class_name(ingress)}) creates an "
+            f"{scope} load balancer, which cannot use the Google-managed certificates named in "
+            f"{gce.MANAGED_CERTS_ANNOTATION}: they serve external load balancers only.",
+            at=("metadata", "annotations", gce.MANAGED_CERTS_ANNOTATION),
+        )

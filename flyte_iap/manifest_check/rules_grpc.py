@@ -19,7 +19,7 @@ from collections.abc import Iterator
 
 from flyte_iap.manifest_check import flyte, gce
 from flyte_iap.manifest_check.loader import Manifest
-from flyte_iap.manifest_check.registry import ERROR, Context, Finding, rule
+from flyte_iap.manifest_check.registry import ERROR, WARNING, Context, Finding, rule
 from flyte_iap.manifest_check.topology import Backend, port_label, service_ports
 
 _SPOKEN = {"HTTP": "HTTP/1.1", "HTTPS": "HTTP/1.1 over TLS (HTTPS)"}
@@ -306,8 +306,10 @@ def grpc_port_not_http2(ctx: Context) -> Iterator[Finding]:
         plaintext: the gRPC port (h2c, or closed with `secure: true`), or the HTTP port with
         `secure: false`. Or it speaks plain HTTP to the HTTP port while flyteadmin serves TLS there
         (`secure: true`). Either way the connection fails and clients get 502. Reported only for
-        ports a GKE Ingress routes to (or any annotated port when the input has no Ingress), and only
-        when the flyteadmin configuration in the input tells whether TLS is on.
+        ports a GKE Ingress routes to, and only when the flyteadmin configuration in the input tells
+        whether TLS is on; when the input has no Ingress at all (a chart rendering checked alone), any
+        port named in app-protocols is checked and reported as a warning ("if a GKE Ingress routes
+        here").
     """,
     fix="""
         For gRPC through GKE, turn TLS on in flyteadmin (`server.security.secure: true` and a
@@ -338,19 +340,26 @@ def backend_tls_mismatch(ctx: Context) -> Iterator[Finding]:
         protocol = gce.app_protocol(backend.service, backend.port)
         annotation = gce.app_protocols_annotation(backend.service)
         at = ("metadata", "annotations", annotation.key) if annotation is not None else backend.field
+        # With no Ingress in the input (a chart rendering checked alone, perhaps exposed through a
+        # mesh gateway), whether a GKE load balancer ever speaks to the port is unknown.
+        routed_here = key in routed
+        prefix = "" if routed_here else "if a GKE Ingress routes here, "
+        severity = ERROR if routed_here else WARNING
         if protocol in ("HTTPS", "HTTP2") and listener.tls is False:
             yield ctx.finding(
                 backend.service,
-                f"the load balancer speaks {protocol} (TLS) to port {backend.label}, but "
+                f"{prefix}the load balancer speaks {protocol} (TLS) to port {backend.label}, but "
                 f"{listener.describe()}: the TLS handshake fails and requests get 502.",
                 at=at,
+                severity=severity,
             )
         elif protocol == "HTTP" and listener.tls is True and key not in grpc_backends:
             yield ctx.finding(
                 backend.service,
-                f"the load balancer speaks plain HTTP/1.1 to port {backend.label}, but "
+                f"{prefix}the load balancer speaks plain HTTP/1.1 to port {backend.label}, but "
                 f"{listener.describe()}: requests get 502.",
                 at=at,
+                severity=severity,
             )
 
 
