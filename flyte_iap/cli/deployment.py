@@ -262,28 +262,49 @@ def _doctor_config(config_file: str | None) -> LoadedConfig:
     type=click.Choice(["text", "json"]),
     default="text",
     show_default=True,
-    help="text: one block per finding, summary on stderr; json: a machine-readable report on stdout.",
+    help="text: one block per finding, summary on stderr; json: a machine-readable report on stdout "
+    "(an error document when the input cannot be checked).",
 )
 @option(
     "--partial",
     is_flag=True,
     help="The input is knowingly incomplete: do not report references to objects outside it.",
 )
+@option(
+    "--strict",
+    is_flag=True,
+    help="A reference to an object that is not in the input is an error, not a warning.",
+)
+@option(
+    "--per-dir",
+    is_flag=True,
+    help="Check the files of each directory as a deployment of its own (for a tree of alternatives).",
+)
 @option("--ignore", metavar="RULE", multiple=True, help="Skip a rule (repeatable, or comma-separated IDs).")
 @click.option("--list-rules", is_flag=True, help="List the rules and exit.")
 def check_command(
-    paths: tuple[str, ...], output_format: str, partial: bool, ignore: tuple[str, ...], list_rules: bool
+    paths: tuple[str, ...],
+    output_format: str,
+    partial: bool,
+    strict: bool,
+    per_dir: bool,
+    ignore: tuple[str, ...],
+    list_rules: bool,
 ) -> None:
     """Check Kubernetes manifests for the mistakes that defeat IAP on GKE.
 
     Reads multi-document YAML from files, directories (*.yaml, *.yml) and - (stdin), all checked
     together as one deployment, e.g. `helm template flyte flyteorg/flyte-binary -f values.yaml |
-    flyte-iap check - gke/`. Kinds it does not know are ignored. An object can switch rules off
-    with the annotation `flyte-iap/ignore: IAP002,IAP032`.
+    flyte-iap check - gke/` (with --per-dir, each directory apart). In a directory only regular files
+    are read (a FIFO or device named *.yaml is skipped with a warning); a file is read up to 64 MiB.
+    Kinds it does not know are ignored. An object can switch rules off with the annotation
+    `flyte-iap/ignore: IAP002,IAP032`.
 
-    Exit status: 0 no errors (warnings allowed), 1 errors found, 2 unreadable input.
+    Exit status: 0 no errors (warnings allowed), 1 errors found, 2 input that cannot be checked
+    (unreadable, invalid YAML, no Kubernetes object at all).
     """
     from flyte_iap import manifest_check
+    from flyte_iap.errors import FlyteIapError
 
     if list_rules:
         for rule_id, rule in sorted(manifest_check.RULES.items()):
@@ -291,11 +312,31 @@ def check_command(
         return
     if not paths:
         raise click.UsageError("give manifest files, directories, or - for standard input")
-    manifests, files = manifest_check.load_paths(paths)
-    skip = [part for value in ignore for part in value.split(",")]
-    findings = manifest_check.check_manifests(manifests, partial=partial, ignore=skip)
-    if not manifests:
-        echo_warnings([f"no Kubernetes objects found in {', '.join(paths)}"])
+    skipped: list[str] = []
+    try:
+        manifests, files = manifest_check.load_paths(
+            paths, on_skip=lambda path, why: skipped.append(f"skipped {path}: {why}")
+        )
+        echo_warnings([manifest_check.printable(w) for w in skipped])
+        shown = ", ".join(manifest_check.printable(p) for p in paths)
+        if not files:
+            raise manifest_check.ManifestError(
+                f"no manifest files (*.yaml, *.yml) in {shown}",
+                "give the files or directories that hold the manifests, or - for standard input",
+            )
+        if not manifests:
+            raise manifest_check.ManifestError(
+                f"no Kubernetes objects (documents with kind and apiVersion) in {shown}",
+                "check rendered manifests: helm template ... | flyte-iap check -",
+            )
+        skip = [part for value in ignore for part in value.split(",")]
+        findings = []
+        for group in manifest_check.deployments(manifests, per_dir=per_dir):
+            findings += manifest_check.check_manifests(group, partial=partial, ignore=skip, strict=strict)
+    except FlyteIapError as exc:
+        if output_format == "json":
+            click.echo(manifest_check.format_json_error(exc.message, exc.hint), nl=False)
+        raise
     if output_format == "json":
         click.echo(manifest_check.format_json(findings, files=files, objects=len(manifests)), nl=False)
     else:

@@ -24,10 +24,17 @@ Modules: :mod:`.loader` (YAML with line numbers), :mod:`.index` (objects by kind
 from __future__ import annotations
 
 from flyte_iap.manifest_check import rules_backend, rules_frontend, rules_grpc, rules_ingress  # noqa: F401
-from flyte_iap.manifest_check.check import check_manifests, check_paths, check_text
-from flyte_iap.manifest_check.loader import Manifest, ManifestError, load_paths, load_text
+from flyte_iap.manifest_check.check import check_manifests, check_paths, check_text, deployments
+from flyte_iap.manifest_check.loader import Manifest, ManifestError, load_paths, load_text, printable
 from flyte_iap.manifest_check.registry import ERROR, IGNORE_ANNOTATION, RULES, WARNING, Finding, Rule
-from flyte_iap.manifest_check.report import format_json, format_text, rules_markdown, summary, summary_line
+from flyte_iap.manifest_check.report import (
+    format_json,
+    format_json_error,
+    format_text,
+    rules_markdown,
+    summary,
+    summary_line,
+)
 
 __all__ = [
     "ERROR",
@@ -41,10 +48,13 @@ __all__ = [
     "check_manifests",
     "check_paths",
     "check_text",
+    "deployments",
     "format_json",
+    "format_json_error",
     "format_text",
     "load_paths",
     "load_text",
+    "printable",
     "rules_markdown",
     "summary",
     "summary_line",

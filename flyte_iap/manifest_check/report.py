@@ -83,6 +83,17 @@ def format_json(findings: Sequence[Finding], *, files: int, objects: int) -> str
     return json.dumps(document, indent=2) + "\n"
 
 
+def format_json_error(message: str, hint: str) -> str:
+    """The JSON document for input that cannot be checked (exit status 2): no findings, an ``error``."""
+    document = {
+        "tool": "flyte-iap",
+        "version": __version__,
+        "error": {"message": message, "hint": hint},
+        "findings": [],
+    }
+    return json.dumps(document, indent=2) + "\n"
+
+
 def _rule_markdown(rule: Rule, heading: str, link_style: str) -> str:
     guide = f"{{doc}}`/{rule.page}`" if link_style == "doc" else f"<{rule.url}>"
     return "\n".join(

@@ -154,10 +154,50 @@ def test_list_rules_prints_every_rule(run_check: Run) -> None:
     assert [line.split()[0] for line in result.stdout.splitlines()] == sorted(RULES)
 
 
-def test_input_without_kubernetes_objects_warns(run_check: Run) -> None:
+def test_input_without_kubernetes_objects_is_exit_2_not_a_clean_bill(run_check: Run) -> None:
     result = run_check("-", stdin="flyteadmin:\n  enabled: true\n")
-    assert result.code == 0
-    assert "warning: no Kubernetes objects found in -" in result.stderr
+    assert result.code == 2
+    assert "error: no Kubernetes objects" in result.stderr
+    assert "no problems found" not in result.stdout + result.stderr
+
+
+def test_directory_without_manifest_files_is_exit_2(run_check: Run, tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("kind: Service\n")
+    result = run_check(str(tmp_path))
+    assert result.code == 2
+    assert "error: no manifest files (*.yaml, *.yml) in" in result.stderr
+
+
+def test_json_format_prints_an_error_document_on_exit_2(run_check: Run, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("kind: Service\napiVersion: v1\nmetadata: {name: [\n")
+    result = run_check("--format", "json", str(bad))
+    assert result.code == 2
+    document = json.loads(result.stdout)
+    assert document["findings"] == []
+    assert "invalid YAML" in document["error"]["message"]
+    assert document["error"]["hint"]
+    assert "error: " in result.stderr
+
+
+def test_json_format_error_document_for_an_unknown_rule(run_check: Run) -> None:
+    result = run_check("--format", "json", "--ignore", "IAP999", str(ERROR_FILE))
+    assert result.code == 2
+    assert "IAP999" in json.loads(result.stdout)["error"]["message"]
+
+
+def test_per_dir_checks_alternative_folders_apart(run_check: Run, tmp_path: Path) -> None:
+    for variant in ("a", "b"):
+        folder = tmp_path / variant
+        folder.mkdir()
+        (folder / "cert.yaml").write_text(
+            "apiVersion: networking.gke.io/v1\nkind: ManagedCertificate\n"
+            "metadata: {name: flyte, namespace: flyte}\nspec: {domains: [flyte.example.com]}\n"
+        )
+    together = run_check("--format", "json", str(tmp_path))
+    assert [f["rule"] for f in json.loads(together.stdout)["findings"]] == ["IAP006"]
+    apart = run_check("--format", "json", "--per-dir", str(tmp_path))
+    assert json.loads(apart.stdout)["findings"] == []
 
 
 def test_console_script_reads_a_pipe_and_sets_the_exit_status() -> None:
