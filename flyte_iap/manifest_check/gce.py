@@ -306,6 +306,11 @@ class AnnotationValue:
     error: str | None = None
 
 
+def quoted(raw: str, limit: int = 80) -> str:
+    """An annotation value for a message: ``repr`` of it, shortened with ``...`` past ``limit`` characters."""
+    return repr(raw) if len(raw) <= limit else repr(raw[:limit]) + "..."
+
+
 def backend_config_annotation(service: Manifest) -> AnnotationValue | None:
     """The Service's backend-config annotation, parsed as the controller does (GA key wins over beta).
 

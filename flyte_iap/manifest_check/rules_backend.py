@@ -49,8 +49,8 @@ def backend_config_invalid(ctx: Context) -> Iterator[Finding]:
         if annotation is not None and annotation.error is not None:
             yield ctx.finding(
                 service,
-                f"{annotation.key}: {annotation.raw!r} cannot be used: {annotation.error}. GKE applies no "
-                "BackendConfig to this Service, so IAP is not turned on for it.",
+                f"{annotation.key}: {gce.quoted(annotation.raw)} cannot be used: {annotation.error}. "
+                "GKE applies no BackendConfig to this Service, so IAP is not turned on for it.",
                 at=_annotation_at(annotation.key),
             )
 

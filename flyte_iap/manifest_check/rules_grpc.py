@@ -51,8 +51,8 @@ def app_protocols_invalid(ctx: Context) -> Iterator[Finding]:
         if annotation.error is not None:
             yield ctx.finding(
                 service,
-                f"{annotation.key}: {annotation.raw!r} cannot be used: {annotation.error}; GKE refuses it "
-                "and speaks HTTP/1.1 to every port.",
+                f"{annotation.key}: {gce.quoted(annotation.raw)} cannot be used: {annotation.error}; "
+                "GKE refuses it and speaks HTTP/1.1 to every port.",
                 at=at,
             )
         elif (
