@@ -150,3 +150,10 @@ def package(session: nox.Session) -> None:
         session.error(f"flyte-iap --version printed {version!r}")
     session.run(str(bindir / "flyte-iap"), "--help", external=True, silent=True)
     session.log(f"checked {wheel} and {sdist}; the wheel runs from a clean virtualenv: {version.strip()}")
+
+
+@nox.session(default=False)
+def check_precision(session: nox.Session) -> None:
+    """`flyte-iap check` over the layout corpus (tests/check/layouts): exact findings, and precision printed."""
+    _install(session, "test")
+    session.run("pytest", "tests/check/test_check_layouts.py", "-q", "-s", "-p", "no:xdist", *session.posargs)

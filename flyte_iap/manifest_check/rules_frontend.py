@@ -201,11 +201,11 @@ def no_tls_certificate(ctx: Context) -> Iterator[Finding]:
             flyte_owned = any(ctx.topology.is_flyte(b.service) for b, _ in ctx.topology.backends(ingress))
             flyte_owned = flyte_owned or any(flyte.path_kind(r.path) for r in ctx.topology.routes(ingress))
             what = "serves Flyte" if flyte_owned else "uses IAP"
-            clients = "IAP and Flyte's clients" if flyte_owned else "IAP"
+            clients = "IAP and Flyte's clients need" if flyte_owned else "IAP needs"
             yield ctx.finding(
                 ingress,
                 f"this Ingress {what} but has no TLS certificate (managed-certificates, pre-shared-cert "
-                f"or spec.tls): the load balancer serves HTTP only, and {clients} need HTTPS.",
+                f"or spec.tls): the load balancer serves HTTP only, and {clients} HTTPS.",
                 at=("metadata", "annotations") if ingress.annotations else ("metadata",),
                 flyte=flyte_owned,
             )
