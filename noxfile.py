@@ -154,6 +154,6 @@ def package(session: nox.Session) -> None:
 
 @nox.session(default=False)
 def check_precision(session: nox.Session) -> None:
-    """`flyte-iap check` over the layout corpus (tests/check/layouts): exact findings, and precision printed."""
+    """`flyte-iap check` on the layout corpus (tests/check/layouts): exact findings, precision printed."""
     _install(session, "test")
     session.run("pytest", "tests/check/test_check_layouts.py", "-q", "-s", "-p", "no:xdist", *session.posargs)
