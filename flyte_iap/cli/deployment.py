@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import sys
 from typing import TYPE_CHECKING
 
@@ -313,6 +314,9 @@ def check_command(
     if not paths:
         raise click.UsageError("give manifest files, directories, or - for standard input")
     skipped: list[str] = []
+    # A large rendering makes millions of small objects and no reference cycles worth collecting:
+    # the cyclic collector would rescan them again and again (a third of the time at 100k objects).
+    gc.disable()
     try:
         manifests, files = manifest_check.load_paths(
             paths, on_skip=lambda path, why: skipped.append(f"skipped {path}: {why}")
@@ -337,6 +341,8 @@ def check_command(
         if output_format == "json":
             click.echo(manifest_check.format_json_error(exc.message, exc.hint), nl=False)
         raise
+    finally:
+        gc.enable()
     if output_format == "json":
         click.echo(manifest_check.format_json(findings, files=files, objects=len(manifests)), nl=False)
     else:

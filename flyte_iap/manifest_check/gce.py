@@ -316,6 +316,12 @@ def backend_config_annotation(service: Manifest) -> AnnotationValue | None:
 
     ``value`` is ``(default, {port name or number: BackendConfig name})``.
     """
+    if "backend-config" not in service.memo:
+        service.memo["backend-config"] = _backend_config_annotation(service)
+    return service.memo["backend-config"]  # type: ignore[no-any-return]
+
+
+def _backend_config_annotation(service: Manifest) -> AnnotationValue | None:
     for key in BACKEND_CONFIG_ANNOTATIONS:
         if key in service.annotations:
             raw = service.annotations[key]
@@ -375,6 +381,12 @@ def backend_config_name(configs: tuple[str, dict[str, str]], port: Mapping[str, 
 
 def app_protocols_annotation(service: Manifest) -> AnnotationValue | None:
     """The Service's app-protocols annotation (``{port name: HTTP|HTTPS|HTTP2}``), parsed."""
+    if "app-protocols" not in service.memo:
+        service.memo["app-protocols"] = _app_protocols_annotation(service)
+    return service.memo["app-protocols"]  # type: ignore[no-any-return]
+
+
+def _app_protocols_annotation(service: Manifest) -> AnnotationValue | None:
     for key in APP_PROTOCOLS_ANNOTATIONS:
         if key in service.annotations:
             raw = service.annotations[key]

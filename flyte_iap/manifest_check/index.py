@@ -102,12 +102,25 @@ class Index:
                     self.duplicates.append((earlier, obj))
                 last[key] = obj
         replaced = {id(earlier) for earlier, _ in self.duplicates}
+        # Lookups by name and by pod label are hashed: a check must stay linear in the input's size.
+        self._by_name: dict[tuple[str, str], list[Manifest]] = defaultdict(list)
+        self._templates_by_label: dict[tuple[str, str], list[tuple[PodTemplate, Mapping[str, str]]]] = (
+            defaultdict(list)
+        )
+        self._pods: dict[int, list[PodTemplate]] = {}
         for obj in self.objects:
             if id(obj) in replaced:
                 continue
             groups = KIND_GROUPS.get(obj.kind)
             if groups is not None and obj.group in groups:
                 self._by_kind[obj.kind].append(obj)
+                self._by_name[(obj.kind, obj.name)].append(obj)
+        for kind in WORKLOAD_KINDS:
+            for workload in self._by_kind.get(kind, ()):
+                template = PodTemplate(workload, () if kind == "Pod" else ("spec", "template"))
+                labels = template.labels
+                for pair in labels.items():
+                    self._templates_by_label[pair].append((template, labels))
 
     def of_kind(self, kind: str) -> list[Manifest]:
         """Every object of ``kind`` (in the API groups of :data:`KIND_GROUPS`), in input order."""
@@ -115,8 +128,8 @@ class Index:
 
     def find(self, kind: str, name: str, namespace: str | None) -> Manifest | None:
         """The object of ``kind`` named ``name`` that an object in ``namespace`` can refer to."""
-        for obj in self._by_kind.get(kind, ()):
-            if obj.name == name and same_namespace(obj.namespace, namespace):
+        for obj in self._by_name.get((kind, name), ()):
+            if same_namespace(obj.namespace, namespace):
                 return obj
         return None
 
@@ -126,17 +139,21 @@ class Index:
 
     def pods_for(self, service: Manifest) -> list[PodTemplate]:
         """The pod templates (of Deployments, StatefulSets, ...) that ``service``'s selector matches."""
+        key = id(service)
+        if key not in self._pods:
+            self._pods[key] = self._select(service)
+        return list(self._pods[key])
+
+    def _select(self, service: Manifest) -> list[PodTemplate]:
         selector = service.spec.get("selector")
         if not isinstance(selector, Mapping) or not selector:
             return []
         wanted = {str(k): str(v) for k, v in selector.items()}
-        pods = []
-        for kind in WORKLOAD_KINDS:
-            for workload in self._by_kind.get(kind, ()):
-                if not same_namespace(workload.namespace, service.namespace):
-                    continue
-                template = PodTemplate(workload, () if kind == "Pod" else ("spec", "template"))
-                labels = template.labels
-                if all(labels.get(k) == v for k, v in wanted.items()):
-                    pods.append(template)
-        return pods
+        # Candidates carry the selector's first label; the others are checked on each.
+        first = next(iter(wanted.items()))
+        return [
+            template
+            for template, labels in self._templates_by_label.get(first, ())
+            if same_namespace(template.workload.namespace, service.namespace)
+            and all(labels.get(k) == v for k, v in wanted.items())
+        ]

@@ -54,9 +54,29 @@ class ManifestError(ConfigurationError):
     )
 
 
+class _once:
+    """``functools.cached_property`` without its lock (Python 3.11 takes one on every first read)."""
+
+    def __init__(self, func: Callable[[Any], Any]) -> None:
+        self.func = func
+        self.__doc__ = func.__doc__
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        if obj is None:
+            return self
+        value = obj.__dict__[self.name] = self.func(obj)
+        return value
+
+
 @dataclass(frozen=True, eq=False)
 class Manifest:
     """One Kubernetes object and where it came from (compared and hashed by identity).
+
+    Its derived fields (``name``, ``namespace``, ``labels``, ...) are computed once: a check of 100,000
+    objects reads them millions of times.
 
     ``lines`` maps a field path to its 1-based line; ``blocks`` maps the path of a block scalar
     (``key: |``) to the line its content starts on, so a finding about YAML embedded in a ConfigMap
@@ -68,50 +88,52 @@ class Manifest:
     line: int
     lines: Mapping[FieldPath, int] = field(default_factory=dict, repr=False)
     blocks: Mapping[FieldPath, int] = field(default_factory=dict, repr=False)
+    #: Values derived from the object by the checks (parsed annotations), computed once per object.
+    memo: dict[str, Any] = field(default_factory=dict, repr=False)
 
-    @property
+    @_once
     def kind(self) -> str:
         return str(self.body.get("kind") or "")
 
-    @property
+    @_once
     def api_version(self) -> str:
         return str(self.body.get("apiVersion") or "")
 
-    @property
+    @_once
     def group(self) -> str:
         """The API group: ``""`` for core objects, ``networking.k8s.io`` for an Ingress, ..."""
         group, slash, _ = self.api_version.rpartition("/")
         return group if slash else ""
 
-    @property
+    @_once
     def metadata(self) -> Mapping[str, Any]:
         meta = self.body.get("metadata")
         return meta if isinstance(meta, Mapping) else {}
 
-    @property
+    @_once
     def name(self) -> str:
         return str(self.metadata.get("name") or self.metadata.get("generateName") or "")
 
-    @property
+    @_once
     def namespace(self) -> str | None:
         """``None`` when the manifest leaves it to ``kubectl -n`` / ``helm -n``."""
         ns = self.metadata.get("namespace")
         return str(ns) if ns not in (None, "") else None
 
-    @property
+    @_once
     def labels(self) -> Mapping[str, str]:
         return _str_map(self.metadata.get("labels"))
 
-    @property
+    @_once
     def annotations(self) -> Mapping[str, str]:
         return _str_map(self.metadata.get("annotations"))
 
-    @property
+    @_once
     def spec(self) -> Mapping[str, Any]:
         spec = self.body.get("spec")
         return spec if isinstance(spec, Mapping) else {}
 
-    @property
+    @_once
     def ref(self) -> str:
         """``Kind/namespace/name``, or ``Kind/name`` when the manifest has no namespace."""
         name = self.name or "<unnamed>"
@@ -202,11 +224,10 @@ def load_text(text: str, filename: str = "<stdin>") -> list[Manifest]:
                 continue
             lines: dict[FieldPath, int] = {}
             blocks: dict[FieldPath, int] = {}
-            # Walk (and bound) the node graph before building Python objects from it.
-            problem = index_node(node, lines, blocks, budget)
+            # Walk (and bound) the node graph before anything expands it, building the value as we go.
+            data, problem = _walk_nodes(node, lines, blocks, budget, loader)
             if problem is not None:
                 raise ManifestError(f"{printable(filename)}:{problem[1]}: {problem[0]}", _BOUND_HINT)
-            data = loader.construct_document(node)
             if not isinstance(data, Mapping):
                 continue
             manifests.extend(_objects(data, filename, node.start_mark.line + 1, lines, blocks))
@@ -277,68 +298,133 @@ def index_node(
         ``None``, or ``(problem, line)`` when the graph nests deeper than :data:`MAX_DEPTH`, refers to
         itself, or its aliases expand past the budget.
     """
+    return _walk_nodes(root, lines, blocks, budget, None)[1]
+
+
+def _walk_nodes(
+    root: Any,
+    lines: dict[FieldPath, int] | None,
+    blocks: dict[FieldPath, int] | None,
+    budget: list[int] | None,
+    constructor: Any,
+) -> tuple[Any, tuple[str, int] | None]:
+    """:func:`index_node`, and with a ``constructor`` also the document's Python value, in one pass.
+
+    Plain maps, sequences and the core scalar types are built here (PyYAML's constructor is a
+    recursive Python walk of its own, and the slowest part of reading a large rendering); anything
+    else (merge keys, other tags) is handed to ``constructor`` for that node.
+    """
     import yaml
 
     lines = {} if lines is None else lines
     blocks = {} if blocks is None else blocks
     budget = [MAX_ALIAS_EXPANSIONS] if budget is None else budget
-    sizes: dict[int, int] = {}  # node id -> nodes in its full expansion
+    mapping_node, sequence_node = yaml.MappingNode, yaml.SequenceNode
+    sizes: dict[int, int] = {}  # node id -> nodes in its full expansion (collections only)
+    values: dict[int, Any] = {}  # node id -> built value
     open_nodes: set[int] = set()
-    # Iterative depth-first walk: (node, path, depth, children-done flag).
+    build = constructor is not None
+    # Iterative depth-first walk: (node, path, depth, children done?).
     stack: list[tuple[Any, FieldPath | None, int, bool]] = [(root, (), 0, False)]
     while stack:
         node, path, depth, done = stack.pop()
         key = id(node)
         if done:
             open_nodes.discard(key)
-            children = _children(node)
-            sizes[key] = 1 + sum(sizes.get(id(c), 1) for _, c, _ in children)
+            size = 1
+            if node.__class__ is mapping_node:
+                for key_node, value_node in node.value:
+                    size += sizes.get(id(key_node), 1) + sizes.get(id(value_node), 1)
+            else:
+                for item in node.value:
+                    size += sizes.get(id(item), 1)
+            sizes[key] = size
+            if build:
+                values[key] = _collection(node, values, constructor)
             continue
         if key in open_nodes:
-            return "an alias refers to the node that contains it (a recursive structure)", _line(node)
+            return None, ("an alias refers to the node that contains it (a recursive structure)", _line(node))
         if key in sizes:
-            # An alias to a node already walked: its expansion repeats it.
+            # An alias to a collection already walked: its expansion repeats it.
             budget[0] -= sizes[key]
             if budget[0] < 0:
-                return "too many alias expansions", _line(node)
+                return None, ("too many alias expansions", _line(node))
             continue
         if depth > MAX_DEPTH:
-            return f"nested deeper than {MAX_DEPTH} levels", _line(node)
-        if path is not None:
-            lines.setdefault(path, node.start_mark.line + 1)
-            if isinstance(node, yaml.ScalarNode) and node.style in ("|", ">"):
-                # A block scalar's content starts on the line after its indicator.
-                blocks[path] = node.start_mark.line + 2
-        children = _children(node)
-        if not children:
-            sizes[key] = 1
+            return None, (f"nested deeper than {MAX_DEPTH} levels", _line(node))
+        cls = node.__class__
+        if cls is not mapping_node and cls is not sequence_node:  # a scalar
+            if path is not None:
+                if path not in lines:
+                    lines[path] = node.start_mark.line + 1
+                if node.style in ("|", ">"):
+                    # A block scalar's content starts on the line after its indicator.
+                    blocks[path] = node.start_mark.line + 2
+            if build and key not in values:
+                values[key] = _scalar(node, constructor)
             continue
+        if path is not None and path not in lines:
+            lines[path] = node.start_mark.line + 1
         open_nodes.add(key)
         stack.append((node, path, depth, True))
-        for step, child, key_line in reversed(children):
-            child_path: FieldPath | None = None
-            if path is not None and step is not None:
-                child_path = (*path, step)
-                lines.setdefault(child_path, key_line)
-            stack.append((child, child_path, depth + 1, False))
-    return None
+        child_depth = depth + 1
+        if cls is mapping_node:
+            for key_node, value_node in reversed(node.value):
+                child_path: FieldPath | None = None
+                if path is not None and key_node.__class__ is yaml.ScalarNode:
+                    child_path = (*path, str(key_node.value))
+                    if child_path not in lines:
+                        lines[child_path] = key_node.start_mark.line + 1
+                stack.append((value_node, child_path, child_depth, False))
+                stack.append((key_node, None, child_depth, False))
+        else:
+            for position in range(len(node.value) - 1, -1, -1):
+                child_path = (*path, position) if path is not None else None
+                stack.append((node.value[position], child_path, child_depth, False))
+    return (values.get(id(root)) if build else None), None
 
 
-def _children(node: Any) -> list[tuple[str | int | None, Any, int]]:
-    """``(path step, child, line of the field)``; keys that are not scalars have no path step."""
+_MAP_TAG = "tag:yaml.org,2002:map"
+_SEQ_TAG = "tag:yaml.org,2002:seq"
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+_STR_TAG = "tag:yaml.org,2002:str"
+_NULL_TAG = "tag:yaml.org,2002:null"
+_BOOL_TAG = "tag:yaml.org,2002:bool"
+_INT_TAG = "tag:yaml.org,2002:int"
+
+
+def _scalar(node: Any, constructor: Any) -> Any:
+    tag = node.tag
+    if tag == _STR_TAG:
+        return node.value
+    if tag == _NULL_TAG:
+        return None
+    if tag == _BOOL_TAG:
+        return node.value.lower() in ("yes", "true", "on")
+    if tag == _INT_TAG and node.value.isdigit() and len(node.value) < 4000:
+        return int(node.value)
+    if tag == _MERGE_TAG:
+        return None  # the key "<<": its mapping is built by the constructor, which merges
+    return constructor.construct_object(node, deep=True)
+
+
+def _collection(node: Any, values: dict[int, Any], constructor: Any) -> Any:
     import yaml
 
-    if isinstance(node, yaml.MappingNode):
-        out: list[tuple[str | int | None, Any, int]] = []
-        for key_node, value_node in node.value:
-            line = key_node.start_mark.line + 1
-            out.append((None, key_node, line))
-            step = str(key_node.value) if isinstance(key_node, yaml.ScalarNode) else None
-            out.append((step, value_node, line))
-        return out
-    if isinstance(node, yaml.SequenceNode):
-        return [(position, item, item.start_mark.line + 1) for position, item in enumerate(node.value)]
-    return []
+    if node.__class__ is yaml.SequenceNode:
+        if node.tag != _SEQ_TAG:
+            return constructor.construct_object(node, deep=True)
+        return [values[id(item)] for item in node.value]
+    if node.tag != _MAP_TAG or any(k.tag == _MERGE_TAG for k, _ in node.value):
+        return constructor.construct_object(node, deep=True)
+    out: dict[Any, Any] = {}
+    for key_node, value_node in node.value:
+        key = values[id(key_node)]
+        try:
+            out[key] = values[id(value_node)]
+        except TypeError:  # an unhashable key: let PyYAML refuse it with its own message
+            return constructor.construct_object(node, deep=True)
+    return out
 
 
 def _line(node: Any) -> int:
