@@ -22,6 +22,7 @@ Facts encoded here (flyteorg/flyte, branch ``master``, charts v1.16):
 from __future__ import annotations
 
 import fnmatch
+import functools
 import posixpath
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -66,8 +67,17 @@ def path_kind(path: str | None) -> str | None:
     """``"grpc"``, ``"admin"`` or ``"console"`` for a path Flyte's charts route, else ``None``."""
     if not path:
         return None
+    return _path_kind(path)
+
+
+_GRPC_PATHS = frozenset("/" + s for s in GRPC_SERVICES)
+
+
+@functools.lru_cache(maxsize=4096)
+def _path_kind(path: str) -> str | None:
+    # Paths repeat across Ingresses (/, /api, /console/*...): cached by value.
     first = "/" + path.lstrip("/").split("/", 1)[0]
-    if first.startswith("/flyteidl.service.") or first in {"/" + s for s in GRPC_SERVICES}:
+    if first.startswith("/flyteidl.service.") or first in _GRPC_PATHS:
         return "grpc"
     if first in ADMIN_HTTP_PATHS:
         return "admin"

@@ -87,6 +87,7 @@ class Topology:
         ]
         self._routes = {id(i): gce.routes(i) for i in self.ingresses}
         self._components: dict[int, str | None] = {}
+        self._backends: dict[int, list[tuple[Backend, list[gce.Route]]]] = {}
 
     def routes(self, ingress: Manifest) -> list[gce.Route]:
         return self._routes[id(ingress)]
@@ -106,12 +107,15 @@ class Topology:
 
     def backends(self, ingress: Manifest) -> list[tuple[Backend, list[gce.Route]]]:
         """Distinct Service ports the Ingress routes to, each with the routes that reach it."""
-        out: dict[tuple[int, int], tuple[Backend, list[gce.Route]]] = {}
-        for route in self.routes(ingress):
-            backend = self.backend(route)
-            if backend is not None:
-                out.setdefault(backend.key, (backend, []))[1].append(route)
-        return list(out.values())
+        key = id(ingress)
+        if key not in self._backends:
+            out: dict[tuple[int, int], tuple[Backend, list[gce.Route]]] = {}
+            for route in self.routes(ingress):
+                backend = self.backend(route)
+                if backend is not None:
+                    out.setdefault(backend.key, (backend, []))[1].append(route)
+            self._backends[key] = list(out.values())
+        return list(self._backends[key])
 
     def component(self, service: Manifest) -> str | None:
         key = id(service)
