@@ -117,6 +117,14 @@ def _hostile_inputs(directory: Path) -> dict[str, tuple[Path, int]]:
     service = "apiVersion: v1\nkind: Service\nmetadata:\n  name: s\n  annotations:\n    {key}: '{value}'\n"
     nested = "[" * 400_000 + "]" * 400_000
     flat = "".join(_team(n) for n in range(700))
+    # Thousands of references to missing Services next to thousands of similar names: the misspelling
+    # guesses must stay bounded.
+    dangling = "".join(
+        f"apiVersion: v1\nkind: Service\nmetadata: {{name: svc{n:05d}}}\n---\n"
+        "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: i%05d}\n"
+        "spec: {defaultBackend: {service: {name: svc%05dx, port: {number: 80}}}}\n---\n" % (n, n)
+        for n in range(4000)
+    )
     cases = {
         "alias bomb, 9 levels (446 B)": (header + _alias_bomb(9, "  "), 2),
         "merge-key bomb, 59 levels": ("\n".join(merge) + "\n", 2),
@@ -128,6 +136,7 @@ def _hostile_inputs(directory: Path) -> dict[str, tuple[Path, int]]:
             1,
         ),
         "3500 flat objects (near 1 MiB)": (flat, 0),
+        "4000 dangling references among 4000 names": (dangling, 0),
     }
     out = {}
     for n, (name, (text, code)) in enumerate(cases.items()):

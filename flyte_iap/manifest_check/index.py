@@ -108,6 +108,7 @@ class Index:
             defaultdict(list)
         )
         self._pods: dict[int, list[PodTemplate]] = {}
+        self._names: dict[tuple[str, str | None], list[str]] = {}
         for obj in self.objects:
             if id(obj) in replaced:
                 continue
@@ -132,6 +133,14 @@ class Index:
             if same_namespace(obj.namespace, namespace):
                 return obj
         return None
+
+    def names(self, kind: str, namespace: str | None) -> list[str]:
+        """The distinct names of the objects of ``kind`` that an object in ``namespace`` can refer to."""
+        key = (kind, namespace)
+        if key not in self._names:
+            found = (o.name for o in self._by_kind.get(kind, ()) if same_namespace(o.namespace, namespace))
+            self._names[key] = list(dict.fromkeys(found))
+        return self._names[key]
 
     def has_any(self, kind: str, namespace: str | None) -> bool:
         """Whether the input holds any object of ``kind`` that ``namespace`` can see."""

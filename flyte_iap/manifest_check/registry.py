@@ -134,6 +134,9 @@ class Context:
         self.partial = partial
         self.strict = strict
         self.rule: Rule | None = None
+        # Name comparisons left for misspelling guesses: bounded, so a hostile input with thousands of
+        # dangling references and thousands of names stays linear.
+        self.guess_budget = [_GUESS_BUDGET]
 
     def finding(
         self,
@@ -174,7 +177,7 @@ class Context:
         if self.partial:
             return None
         severity = ERROR if self.strict else WARNING
-        close = _close_names(name, (o.name for o in self.index.of_kind(kind) if _visible(o, obj)))
+        close = _close_names(name, self.index.names(kind, obj.namespace), self.guess_budget)
         if close:
             detail = f"; did you mean {' or '.join(close)}?"
         else:
@@ -187,16 +190,21 @@ class Context:
 
 #: Names longer than this are not compared (the comparison is quadratic in the length).
 _MAX_COMPARED = 253
+#: Edit-distance computations allowed in one check.
+_GUESS_BUDGET = 20_000
 
 
-def _close_names(name: str, candidates: Iterable[str]) -> list[str]:
+def _close_names(name: str, candidates: Iterable[str], budget: list[int]) -> list[str]:
+    if len(name) > _MAX_COMPARED:
+        return []
     limit = 1 if len(name) <= 4 else 2
     found = []
-    for candidate in dict.fromkeys(candidates):
-        if candidate == name or abs(len(candidate) - len(name)) > limit:
+    for candidate in candidates:
+        if candidate == name or abs(len(candidate) - len(name)) > limit or len(candidate) > _MAX_COMPARED:
             continue
-        if len(name) > _MAX_COMPARED or len(candidate) > _MAX_COMPARED:
-            continue
+        if budget[0] <= 0:
+            break
+        budget[0] -= 1
         if edit_distance(name, candidate, limit) <= limit:
             found.append(candidate)
     return sorted(found)[:3]
@@ -213,11 +221,6 @@ def edit_distance(a: str, b: str, limit: int) -> int:
             return limit + 1
         previous = current
     return previous[-1]
-
-
-def _visible(candidate: Manifest, referrer: Manifest) -> bool:
-    a, b = candidate.namespace, referrer.namespace
-    return a is None or b is None or a == b
 
 
 def ignored_rules(obj: Manifest | None) -> set[str]:
