@@ -58,3 +58,16 @@ def test_gke_examples_are_found_when_they_exist() -> None:
         pytest.skip("examples/gke does not exist yet")
     for chart in sorted(p.name for p in gke.iterdir() if p.is_dir()):
         assert f"examples/gke/{chart}" in EXAMPLE_SETS
+
+
+def test_checking_the_whole_examples_tree_per_directory_finds_no_error_and_no_duplicate() -> None:
+    findings = check_paths([EXAMPLES], per_dir=True)
+    assert not [f for f in findings if f.severity == "error"], format_text(findings)
+    assert not [f for f in findings if f.rule == "IAP006"], format_text(findings)
+
+
+def test_checking_the_whole_examples_tree_at_once_says_defined_twice_not_rivals() -> None:
+    rules = {f.rule for f in check_paths([EXAMPLES])}
+    if len([p for p in (EXAMPLES / "gke").iterdir() if p.is_dir()]) > 1:
+        assert "IAP006" in rules
+    assert "IAP004" not in rules
