@@ -40,6 +40,8 @@ _MANIFEST_SUFFIXES = (".yaml", ".yml")
 
 #: The most bytes read from one file (or standard input): far above any real rendering.
 MAX_FILE_BYTES = 64 * 1024 * 1024
+#: The most bytes read from all inputs of one check together (memory stays bounded: about 30x this).
+MAX_TOTAL_BYTES = 128 * 1024 * 1024
 #: The most nodes that aliases (``*name``, ``<<: *name``) may add to one input by repetition.
 MAX_ALIAS_EXPANSIONS = 100_000
 #: The deepest nesting of mappings and sequences accepted (Kubernetes objects use about 20 levels).
@@ -580,9 +582,18 @@ def load_paths(
     """
     manifests: list[Manifest] = []
     count = 0
+    total = 0
     for name in manifest_files(paths, on_skip):
         display = "<stdin>" if name == "-" else name
-        manifests.extend(load_text(read_source(name, stdin), display))
+        text = read_source(name, stdin)
+        total += len(text)
+        if total > MAX_TOTAL_BYTES:
+            raise ManifestError(
+                f"the inputs together are larger than {MAX_TOTAL_BYTES // 2**20} MiB "
+                f"(at {printable(display)})",
+                _TOO_BIG_HINT,
+            )
+        manifests.extend(load_text(text, display))
         count += 1
     return manifests, count
 

@@ -254,6 +254,17 @@ def test_file_larger_than_the_cap_is_refused(
     assert "larger than" in result.stderr
 
 
+def test_inputs_larger_together_than_the_total_cap_are_refused(
+    run_check: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(loader_module, "MAX_TOTAL_BYTES", 3 * len(SERVICE))
+    for n in range(5):
+        (tmp_path / f"s{n}.yaml").write_text(SERVICE.replace("flyteadmin", f"svc{n}"))
+    result = run_check(str(tmp_path))
+    assert result.code == 2
+    assert "the inputs together are larger than" in result.stderr
+
+
 @pytest.mark.skipif(not Path("/dev/zero").exists(), reason="needs /dev/zero")
 def test_dev_zero_named_explicitly_is_read_only_up_to_the_cap(
     run_check: Run, monkeypatch: pytest.MonkeyPatch
