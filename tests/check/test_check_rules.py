@@ -306,3 +306,47 @@ def test_findings_are_ordered_by_file_and_line_and_not_repeated() -> None:
     assert lines == sorted(lines)
     keys = [(f.rule, f.object, f.line, f.message) for f in findings]
     assert len(keys) == len(set(keys))
+
+
+def _ingress(name: str, klass: str, host: str = "flyte.example.com") -> str:
+    return f"""\
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: {name}
+  namespace: flyte
+  annotations: {{kubernetes.io/ingress.class: {klass}}}
+spec:
+  rules:
+    - host: {host}
+      http:
+        paths: [{{path: /, pathType: Prefix, backend: {{service: {{name: web, port: {{number: 80}}}}}}}}]
+---
+"""
+
+
+def test_two_internal_ingresses_for_one_host_are_still_rivals() -> None:
+    text = _ingress("a", "gce-internal") + _ingress("b", "gce-internal")
+    assert ("IAP004", "error") in rules(text, partial=True)
+
+
+def test_external_and_internal_ingress_for_one_host_are_not_rivals() -> None:
+    text = _ingress("a", "gce") + _ingress("b", "gce-internal")
+    assert "IAP004" not in {rule for rule, _ in rules(text, partial=True)}
+
+
+def test_the_same_ingress_defined_twice_is_reported_once_as_defined_twice() -> None:
+    text = _ingress("a", "gce") + _ingress("a", "gce")
+    assert rules(text, partial=True) == [("IAP006", "warning")]
+
+
+@pytest.mark.parametrize(
+    ("klass", "expected"),
+    [("alb", []), ("azure/application-gateway", []), ("nginx", [("IAP002", "warning")])],
+)
+def test_other_clouds_ingresses_are_not_reported_but_in_cluster_controllers_are(
+    klass: str, expected: list[tuple[str, str]]
+) -> None:
+    text = _ingress("flyte", klass).replace("name: web", "name: flyteconsole")
+    text = text.replace("path: /,", "path: /console,")
+    assert rules(text, partial=True) == expected
