@@ -321,7 +321,7 @@ def _walk_nodes(
     lines = {} if lines is None else lines
     blocks = {} if blocks is None else blocks
     budget = [MAX_ALIAS_EXPANSIONS] if budget is None else budget
-    mapping_node, sequence_node = yaml.MappingNode, yaml.SequenceNode
+    mapping_node, sequence_node, scalar_node = yaml.MappingNode, yaml.SequenceNode, yaml.ScalarNode
     sizes: dict[int, int] = {}  # node id -> nodes in its full expansion (collections only)
     values: dict[int, Any] = {}  # node id -> built value
     open_nodes: set[int] = set()
@@ -370,19 +370,41 @@ def _walk_nodes(
         open_nodes.add(key)
         stack.append((node, path, depth, True))
         child_depth = depth + 1
+        # Scalars (most nodes: every key) are handled here; only collections go on the stack.
         if cls is mapping_node:
             for key_node, value_node in reversed(node.value):
                 child_path: FieldPath | None = None
-                if path is not None and key_node.__class__ is yaml.ScalarNode:
-                    child_path = (*path, str(key_node.value))
-                    if child_path not in lines:
-                        lines[child_path] = key_node.start_mark.line + 1
-                stack.append((value_node, child_path, child_depth, False))
-                stack.append((key_node, None, child_depth, False))
+                if key_node.__class__ is scalar_node:
+                    if path is not None:
+                        child_path = (*path, str(key_node.value))
+                        if child_path not in lines:
+                            lines[child_path] = key_node.start_mark.line + 1
+                    if build and id(key_node) not in values:
+                        values[id(key_node)] = _scalar(key_node, constructor)
+                else:
+                    stack.append((key_node, None, child_depth, False))
+                if value_node.__class__ is scalar_node:
+                    if child_path is not None and value_node.style in ("|", ">"):
+                        blocks[child_path] = value_node.start_mark.line + 2
+                    if build and id(value_node) not in values:
+                        values[id(value_node)] = _scalar(value_node, constructor)
+                else:
+                    stack.append((value_node, child_path, child_depth, False))
         else:
-            for position in range(len(node.value) - 1, -1, -1):
+            items = node.value
+            for position in range(len(items) - 1, -1, -1):
+                item = items[position]
                 child_path = (*path, position) if path is not None else None
-                stack.append((node.value[position], child_path, child_depth, False))
+                if item.__class__ is scalar_node:
+                    if child_path is not None:
+                        if child_path not in lines:
+                            lines[child_path] = item.start_mark.line + 1
+                        if item.style in ("|", ">"):
+                            blocks[child_path] = item.start_mark.line + 2
+                    if build and id(item) not in values:
+                        values[id(item)] = _scalar(item, constructor)
+                else:
+                    stack.append((item, child_path, child_depth, False))
     return (values.get(id(root)) if build else None), None
 
 
