@@ -155,12 +155,16 @@ def run(ctx: Context) -> None:
         for name, (path, code) in _hostile_inputs(directory).items():
             rows.append(ctx.measure(name, [command, "check", str(path)], runs=3, warmup=1, expect_exit=code))
         ctx.table("flyte-iap check on hostile input under 1 MiB", rows)
-        worst_s = max(r.median_s for r in rows)
+        # The check is one single-threaded process: its CPU time is its wall time on an idle machine,
+        # and unlike wall time it does not count the queue on a shared one. Both are printed.
+        worst_cpu = max(r.median_cpu_s for r in rows)
+        worst_wall = max(r.median_s for r in rows)
         worst_mib = max(r.max_peak_mib for r in rows)
         ctx.goal(
-            "any input under 1 MiB: < 2 s and < 200 MiB",
-            worst_s < 2 and worst_mib < 200,
-            f"slowest {worst_s * 1000:.0f} ms, largest peak {worst_mib:.0f} MiB",
+            "any input under 1 MiB: < 2 s (CPU time) and < 200 MiB",
+            worst_cpu < 2 and worst_mib < 200,
+            f"slowest {worst_cpu * 1000:.0f} ms CPU ({worst_wall * 1000:.0f} ms wall), "
+            f"largest peak {worst_mib:.0f} MiB",
         )
 
         # The issue's own measure (100k small objects, ~4 s before), and a realistic mix of the same count.
@@ -190,8 +194,8 @@ def run(ctx: Context) -> None:
             )
             ctx.table("flyte-iap check on large input", [ours, bare], baselines=[bare])
             ctx.goal(
-                f"check {label}: < 5 s, memory bounded (< 2 GiB)",
-                ours.median_s < 5 and ours.max_peak_mib < 2048,
+                f"check {label}: < 5 s (CPU time), memory bounded (< 2 GiB)",
+                ours.median_cpu_s < 5 and ours.max_peak_mib < 2048,
                 f"{ours.median_s:.2f} s wall ({ours.median_cpu_s:.2f} s CPU, "
                 f"{ours.median_s / bare.median_s:.1f}x parsing alone), peak {ours.max_peak_mib:.0f} MiB",
             )

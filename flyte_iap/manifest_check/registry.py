@@ -191,7 +191,7 @@ class Context:
 #: Names longer than this are not compared (the comparison is quadratic in the length).
 _MAX_COMPARED = 253
 #: Edit-distance computations allowed in one check.
-_GUESS_BUDGET = 20_000
+_GUESS_BUDGET = 2_000
 
 
 def _close_names(name: str, candidates: Iterable[str], budget: list[int]) -> list[str]:
