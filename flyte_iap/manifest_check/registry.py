@@ -137,6 +137,8 @@ class Context:
         # Name comparisons left for misspelling guesses: bounded, so a hostile input with thousands of
         # dangling references and thousands of names stays linear.
         self.guess_budget = [_GUESS_BUDGET]
+        #: What several rules derive alike, computed once per check (keyed by the helper's name).
+        self.memo: dict[str, Any] = {}
 
     def finding(
         self,

@@ -103,11 +103,18 @@ def app_protocols_unknown_port(ctx: Context) -> Iterator[Finding]:
             )
 
 
-def _grpc_targets(ctx: Context) -> Iterator[tuple[Manifest, str | None, str, gce.Route | None]]:
+def _grpc_targets(ctx: Context) -> list[tuple[Manifest, str | None, str, gce.Route | None]]:
     """For each GCE Ingress that serves flyteadmin: `(ingress, host, gRPC service, route or None)`.
 
     `route` is the path GCE picks for a call to that gRPC service (`None`: the default backend).
+    Computed once per check (three rules read it).
     """
+    if "grpc-targets" not in ctx.memo:
+        ctx.memo["grpc-targets"] = list(_find_grpc_targets(ctx))
+    return ctx.memo["grpc-targets"]  # type: ignore[no-any-return]
+
+
+def _find_grpc_targets(ctx: Context) -> Iterator[tuple[Manifest, str | None, str, gce.Route | None]]:
     topology = ctx.topology
     for ingress in topology.gce_ingresses:
         routes = topology.routes(ingress)

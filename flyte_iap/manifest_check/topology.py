@@ -88,6 +88,7 @@ class Topology:
         self._routes = {id(i): gce.routes(i) for i in self.ingresses}
         self._components: dict[int, str | None] = {}
         self._backends: dict[int, list[tuple[Backend, list[gce.Route]]]] = {}
+        self._route_backends: dict[int, Backend | None] = {}
 
     def routes(self, ingress: Manifest) -> list[gce.Route]:
         return self._routes[id(ingress)]
@@ -97,6 +98,12 @@ class Topology:
 
     def backend(self, route: gce.Route) -> Backend | None:
         """The Service port a route reaches (``None`` if the Service or the port is not in the input)."""
+        key = id(route)
+        if key not in self._route_backends:
+            self._route_backends[key] = self._backend(route)
+        return self._route_backends[key]
+
+    def _backend(self, route: gce.Route) -> Backend | None:
         service = self.service(route)
         if service is None:
             return None
