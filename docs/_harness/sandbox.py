@@ -106,8 +106,9 @@ class DocSandbox:
         """Make :meth:`env` this process's environment too, for python blocks (restored afterwards)."""
         if self._saved_environ is None:
             self._saved_environ = dict(os.environ)
+        env = self.env()  # before clearing: env() starts from the current PATH and environment
         os.environ.clear()
-        os.environ.update(self.env())
+        os.environ.update(env)
         # google-auth reads the metadata host when first imported; follow the page's choice.
         with contextlib.suppress(ImportError):
             from google.auth.compute_engine import _metadata
