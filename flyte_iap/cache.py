@@ -18,8 +18,15 @@ Guarantees, because ``flyte-iap token`` runs many times in parallel under flytek
 * :meth:`TokenCache.lock` is an advisory lock on a sibling ``.lock`` file (``flock`` on POSIX,
   ``msvcrt.locking`` on Windows), held while a token is refreshed, so N concurrent refreshes make one
   request and the others read its result;
-* a corrupt, unreadable or foreign file is a cache miss and a warning in :attr:`TokenCache.warnings`,
-  never an exception, and the file is left for the next write to replace.
+* a corrupt or unreadable record (bad JSON, nested too deep, fields of the wrong type, larger than
+  :data:`MAX_RECORD_BYTES`, not a regular file) is a cache miss and a warning in
+  :attr:`TokenCache.warnings`, never an exception, and the file is left for the next write to replace;
+* nothing another user could have written is used: the directory must be owned by the effective user
+  and not writable by others (our own is tightened to 0700; a shared one such as ``/tmp`` or another
+  user's is refused), and every record and lock file is opened without following symlinks and must be
+  owned by us and writable by nobody else. Anything else is a :class:`~flyte_iap.errors.CacheError`
+  that names the path, on every path through the code (the fast path hands such a cache to the slow
+  path, which refuses it).
 
 This module is on the hot path: standard library only, nothing heavy at import.
 """
@@ -30,11 +37,18 @@ import contextlib
 import hashlib
 import json
 import os
+import stat
 import sys
 import time
 
 from flyte_iap.errors import CacheError
-from flyte_iap.private_file import write_private_file
+from flyte_iap.private_file import (
+    FileRefusedError,
+    open_private_file,
+    parse_json,
+    read_file,
+    write_private_file,
+)
 
 # typing and pathlib cost milliseconds at import, which the hot path does not pay: the annotations are
 # strings (PEP 563), and type checkers read this constant as True.
@@ -46,6 +60,11 @@ if TYPE_CHECKING:
 
 #: Bumped when the record layout changes; records of another version are misses.
 FORMAT_VERSION = 1
+#: A record is an ID token, a refresh token and a few names: anything larger is not one of ours.
+MAX_RECORD_BYTES = 64 * 1024
+# Fields every record has, with their types; a record whose fields do not match is a miss.
+_STR_FIELDS = ("kind", "audience", "principal")
+_OWN_DIR_HINT = "set FLYTE_IAP_CACHE_DIR to a directory of your own, e.g. ~/.cache/flyte-iap"
 
 
 def default_cache_dir() -> Path:
@@ -130,6 +149,8 @@ class TokenCache:
             The record, or ``None`` if there is none or it cannot be used (a warning in :attr:`warnings`
             then says why).
         """
+        if not self._check_directory(create=False):
+            return None
         path = self._file(kind, audience, principal)
         record = self._load(path)
         if record is None:
@@ -148,6 +169,8 @@ class TokenCache:
         Returns:
             The records, most recently written first.
         """
+        if not self._check_directory(create=False):
+            return []
         prefix = f"{kind}-{_digest(audience)}-"
         try:
             entries = [
@@ -170,41 +193,87 @@ class TokenCache:
 
     def _load(self, path: str) -> dict[str, Any] | None:
         try:
-            with open(path, encoding="utf-8") as fh:
-                record = json.load(fh)
+            record = parse_json(read_file(path, max_bytes=MAX_RECORD_BYTES, private=True))
         except FileNotFoundError:
             return None
-        except (OSError, ValueError, UnicodeDecodeError) as exc:
+        except FileRefusedError as exc:
+            if exc.untrusted:
+                raise CacheError(
+                    f"token cache file {path} {exc.reason}",
+                    "flyte-iap never uses a token file another user could have written or redirected; "
+                    f"check who put it there, then remove it: rm {path}",
+                ) from None
+            self.warnings.append(f"ignoring token cache file {path}: it {exc.reason}")
+            return None
+        except (OSError, ValueError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not valid JSON"
             self.warnings.append(f"ignoring unreadable token cache file {path}: {reason}")
             return None
         if not isinstance(record, dict) or record.get("version") != FORMAT_VERSION:
             self.warnings.append(f"ignoring token cache file in an unknown format: {path}")
             return None
+        if not _well_formed(record):
+            self.warnings.append(f"ignoring token cache file with malformed fields: {path}")
+            return None
         return record
+
+    def _check_directory(self, *, create: bool) -> bool:
+        """Whether the directory exists and only we can write it (our own is tightened to 0700).
+
+        Raises:
+            CacheError: it cannot be created or read, it is not a directory, or it is shared with or
+                owned by another user (never changed then: other programs rely on its mode).
+        """
+        try:
+            if create:
+                os.makedirs(self._dir, mode=0o700, exist_ok=True)
+            info = os.stat(self._dir)
+        except FileNotFoundError:
+            if create:
+                raise CacheError(f"cannot create token cache directory {self._dir}", _OWN_DIR_HINT) from None
+            return False
+        except OSError as exc:
+            raise CacheError(
+                f"cannot {'create' if create else 'read'} token cache directory {self._dir}: {exc.strerror}",
+                "set FLYTE_IAP_CACHE_DIR to a directory you can write",
+            ) from None
+        if not stat.S_ISDIR(info.st_mode):
+            raise CacheError(
+                f"cannot {'create' if create else 'use'} token cache directory {self._dir}: it is not a directory",
+                _OWN_DIR_HINT,
+            )
+        if sys.platform == "win32":  # pragma: no cover - ACLs, not owners and modes
+            return True
+        uid = os.geteuid()
+        if info.st_uid != uid:
+            raise CacheError(
+                f"token cache directory {self._dir} is owned by uid {info.st_uid}, not by you (uid {uid}); "
+                "flyte-iap only uses a token cache that is yours alone",
+                _OWN_DIR_HINT,
+            )
+        if info.st_mode & 0o077:
+            if info.st_mode & 0o1000:
+                # Tighten our own directory; never a shared one such as /tmp (sticky bit), whose mode
+                # other programs rely on.
+                raise CacheError(
+                    f"token cache directory {self._dir} is shared with other users "
+                    f"(mode {info.st_mode & 0o7777:o}); flyte-iap does not change its mode",
+                    "set FLYTE_IAP_CACHE_DIR to a directory of your own, e.g. "
+                    + os.path.join(self._dir, "flyte-iap"),
+                )
+            try:
+                os.chmod(self._dir, 0o700)
+            except OSError as exc:
+                raise CacheError(
+                    f"cannot make token cache directory {self._dir} private (mode 0700): {exc.strerror}",
+                    _OWN_DIR_HINT,
+                ) from None
+        return True
 
     # -- writing -----------------------------------------------------------------------------
 
     def _ensure_directory(self) -> None:
-        try:
-            os.makedirs(self._dir, mode=0o700, exist_ok=True)
-            info = os.stat(self._dir)
-            if sys.platform != "win32" and (info.st_mode & 0o077):
-                # Tighten our own directory; never a shared one such as /tmp (sticky bit) or someone else's,
-                # whose mode other programs rely on.
-                if info.st_mode & 0o1000 or info.st_uid != os.getuid():
-                    raise CacheError(
-                        f"token cache directory {self._dir} is shared with other users "
-                        f"(mode {info.st_mode & 0o7777:o}); flyte-iap does not change its mode",
-                        "set FLYTE_IAP_CACHE_DIR to a directory of your own, e.g. "
-                        + os.path.join(self._dir, "flyte-iap"),
-                    )
-                os.chmod(self._dir, 0o700)
-        except OSError as exc:
-            raise CacheError(
-                f"cannot create token cache directory {self._dir}: {exc.strerror}",
-                "set FLYTE_IAP_CACHE_DIR to a directory you can write",
-            ) from exc
+        self._check_directory(create=True)
 
     def write(self, kind: str, audience: str, principal: str, record: dict[str, Any]) -> None:
         """Replace the record for this key atomically; the file is 0600.
@@ -281,7 +350,13 @@ class TokenCache:
         self._ensure_directory()
         lock_path = self._file(kind, audience, principal) + ".lock"
         try:
-            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+            fd = open_private_file(lock_path)
+        except FileRefusedError as exc:
+            raise CacheError(
+                f"lock file {lock_path} {exc.reason}",
+                "flyte-iap never opens a lock file another user could have planted; check who put it there, "
+                f"then remove it: rm {lock_path}",
+            ) from None
         except OSError as exc:
             raise CacheError(
                 f"cannot open lock file {lock_path}: {exc.strerror}",
@@ -295,6 +370,20 @@ class TokenCache:
                 _release(fd)
         finally:
             os.close(fd)
+
+
+def _well_formed(record: dict[str, Any]) -> bool:
+    """Whether a record's own fields have the types this module and its callers rely on."""
+    if not all(isinstance(record.get(name), str) for name in _STR_FIELDS):
+        return False
+    updated = record.get("updated", 0)
+    if isinstance(updated, bool) or not isinstance(updated, int | float) or updated != updated:
+        return False
+    return all(
+        isinstance(record[name], str)
+        for name in ("id_token", "refresh_token", "client_secret", "store", "email")
+        if record.get(name) is not None
+    )
 
 
 if sys.platform == "win32":  # pragma: no cover - exercised on Windows only

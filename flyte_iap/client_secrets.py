@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from flyte_iap import endpoints, transport
 from flyte_iap.errors import ConfigurationError, CredentialsError, FlyteIapError, PermissionDeniedError
+from flyte_iap.private_file import FileRefusedError, read_json_file
 
 _SECRET_RE = re.compile(r"^projects/[^/]+/secrets/[^/]+(/versions/[^/]+)?$")
 _DESKTOP_HINT = (
@@ -168,18 +168,21 @@ def read_client_secrets_file(path: str | Path) -> tuple[str, str]:
         The client ID and client secret under ``installed``.
 
     Raises:
-        ConfigurationError: unreadable file, not JSON, a Web client, or fields missing.
+        ConfigurationError: unreadable file, not a regular file (a FIFO, a device), larger than 1 MiB,
+            not JSON, a Web client, or fields missing.
     """
     path = Path(path).expanduser()
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = read_json_file(path)
     except FileNotFoundError:
         raise ConfigurationError(f"client secrets file {path} does not exist", _DESKTOP_HINT) from None
+    except FileRefusedError as exc:
+        raise ConfigurationError(f"client secrets file {exc.path} {exc.reason}", _DESKTOP_HINT) from None
     except OSError as exc:
         raise ConfigurationError(
             f"cannot read client secrets file {path}: {exc.strerror}", _DESKTOP_HINT
         ) from None
-    except (ValueError, UnicodeDecodeError):
+    except ValueError:
         raise ConfigurationError(f"client secrets file {path} is not valid JSON", _DESKTOP_HINT) from None
     if isinstance(data, dict) and "web" in data and "installed" not in data:
         raise ConfigurationError(

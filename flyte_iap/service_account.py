@@ -39,7 +39,6 @@ and the HTTP transport are imported inside the functions that mint a token.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 
 from flyte_iap import DOCS_URL, endpoints
@@ -53,6 +52,7 @@ from flyte_iap.errors import (
     TransportError,
 )
 from flyte_iap.idtoken import DEFAULT_MIN_VALID, check_id_token, usable_id_token
+from flyte_iap.private_file import FileRefusedError, read_json_file
 
 # typing costs milliseconds at import; the annotations are strings (PEP 563) and type checkers read this
 # constant as True.
@@ -142,15 +142,16 @@ def adc_file_path() -> str:
 def _read_credentials_file(path: str, origin: str) -> dict[str, Any]:
     """Parse a credentials JSON file; never put its content (a private key) in a message."""
     try:
-        with open(path, encoding="utf-8") as fh:
-            info = json.load(fh)
+        info = read_json_file(path)
     except FileNotFoundError:
         raise CredentialsError(f"{origin}: file not found", _missing_file_hint(origin)) from None
     except IsADirectoryError:
         raise CredentialsError(f"{origin}: is a directory, not a credentials file", _KEY_HINT) from None
+    except FileRefusedError as exc:
+        raise CredentialsError(f"{origin}: {exc.reason}", _KEY_HINT) from None
     except OSError as exc:
         raise CredentialsError(f"{origin}: cannot read it: {exc.strerror}", _KEY_HINT) from None
-    except (ValueError, UnicodeDecodeError):
+    except ValueError:
         raise CredentialsError(f"{origin}: malformed credentials file (not JSON)", _KEY_HINT) from None
     if not isinstance(info, dict):
         raise CredentialsError(f"{origin}: malformed credentials file (not a JSON object)", _KEY_HINT)

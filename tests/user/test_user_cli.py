@@ -399,7 +399,7 @@ def test_a_cache_that_cannot_be_written_fails_the_login_before_the_browser_opens
     result = run_cli(*login_args(fake_google, aud), env=env, timeout=20)
 
     assert_clean_failure(
-        result, f"cannot create token cache directory {not_a_directory}", "FLYTE_IAP_CACHE_DIR"
+        result, f"token cache directory {not_a_directory}: it is not a directory", "FLYTE_IAP_CACHE_DIR"
     )
     assert fake_google.requests == []  # the browser never went to Google
 
