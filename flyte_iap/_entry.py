@@ -25,42 +25,85 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-# option name -> canonical key, or None for an option a cache hit ignores. An option not listed here sends
-# the run to click.
+# option name -> canonical key. Every option of the command is listed, those a cache hit ignores too: the
+# fast path checks each value as click would, so a bad one exits 2 on a warm cache as on a cold one. An
+# option not listed here sends the run to click.
 _USER_OPTIONS = {
     "--audience": "audience",
     "--client-id": "client_id",
     "--min-valid": "min_valid",
-    # accepted and irrelevant for a cache hit:
-    "--client-secret": None,
-    "--client-secrets-file": None,
-    "--client-secret-gcp-secret": None,
-    "--store": None,
-    "--port": None,
-    "--timeout": None,
-    "--no-browser": None,
+    "--client-secret": "client_secret",
+    "--client-secrets-file": "client_secrets_file",
+    "--client-secret-gcp-secret": "client_secret_gcp_secret",
+    "--store": "store",
+    "--port": "port",
+    "--timeout": "timeout",
+    "--no-browser": "no_browser",
 }
 #: Options that take no value.
 _FLAGS = frozenset({"--no-browser"})
 _COMPAT_USER_OPTIONS = {
     "--webapp_client_id": "audience",
     "--desktop_client_id": "client_id",
-    "--desktop_client_secret_gcp_secret_name": None,
-    "--project": None,
+    "--desktop_client_secret_gcp_secret_name": "secret_name",
+    "--project": "project",
 }
+# The environment variables click reads for these options (flyte_iap.cli._common.option names them).
 _ENV = {
     "audience": "FLYTE_IAP_AUDIENCE",
     "client_id": "FLYTE_IAP_CLIENT_ID",
     "min_valid": "FLYTE_IAP_MIN_VALID",
+    "client_secret": "FLYTE_IAP_CLIENT_SECRET",
+    "client_secrets_file": "FLYTE_IAP_CLIENT_SECRETS_FILE",
+    "client_secret_gcp_secret": "FLYTE_IAP_CLIENT_SECRET_GCP_SECRET",
+    "store": "FLYTE_IAP_STORE",
+    "port": "FLYTE_IAP_PORT",
+    "timeout": "FLYTE_IAP_TIMEOUT",
+    "no_browser": "FLYTE_IAP_NO_BROWSER",
 }
 # The compat command's options read the variables click derives from their own names.
 _COMPAT_ENV = {
     "audience": "FLYTE_IAP_WEBAPP_CLIENT_ID",
     "client_id": "FLYTE_IAP_DESKTOP_CLIENT_ID",
+    "secret_name": "FLYTE_IAP_DESKTOP_CLIENT_SECRET_GCP_SECRET_NAME",
+    "project": "FLYTE_IAP_PROJECT",
+}
+_COMPAT_USER_REQUIRED = ("audience", "client_id", "secret_name", "project")
+
+
+def _number(value: str, kind: Callable[[str], float], low: float, high: float) -> bool:
+    try:
+        number = kind(value)
+    except ValueError:
+        return False
+    return low <= number <= high
+
+
+def _not_a_directory(value: str) -> bool:
+    return not os.path.isdir(os.path.expanduser(value))
+
+
+def _readable_file(value: str) -> bool:  # click.Path(exists=True, dir_okay=False)
+    return os.path.exists(value) and not os.path.isdir(value) and os.access(value, os.R_OK)
+
+
+_INF = float("inf")
+# canonical key -> whether click would accept the value (click.IntRange, FloatRange, Choice, Path, flag).
+_VALID: dict[str, Callable[[str], bool]] = {
+    "min_valid": lambda v: _number(v, float, 0, _INF) and float(v) != _INF,  # NaN fails the range
+    "timeout": lambda v: _number(v, float, 1, _INF) and float(v) != _INF,
+    "port": lambda v: _number(v, int, 0, 65535),
+    "store": lambda v: v in ("file", "keyring"),
+    "no_browser": lambda v: (
+        v.strip().lower() in ("1", "true", "t", "yes", "y", "on", "0", "false", "f", "no", "n", "off", "")
+    ),
+    "client_secrets_file": _not_a_directory,
+    "key_file": _not_a_directory,
+    "service_account_key": _readable_file,
 }
 
 
-def _parse(args: list[str], table: dict[str, str | None]) -> dict[str, str] | None:
+def _parse(args: list[str], table: dict[str, str]) -> dict[str, str] | None:
     """Parse ``--opt value`` / ``--opt=value`` pairs; ``None`` on anything unexpected."""
     out: dict[str, str] = {}
     i = 0
@@ -72,6 +115,7 @@ def _parse(args: list[str], table: dict[str, str | None]) -> dict[str, str] | No
         if name in _FLAGS:
             if eq:
                 return None
+            out[table[name]] = "true"
             i += 1
             continue
         if not eq:
@@ -79,36 +123,44 @@ def _parse(args: list[str], table: dict[str, str | None]) -> dict[str, str] | No
             if i >= len(args):
                 return None
             value = args[i]
-        key = table[name]
-        if key is not None:
-            out[key] = value
+        out[table[name]] = value
         i += 1
     return out
 
 
 def _options(
-    args: list[str], table: dict[str, str | None], env_names: dict[str, str]
+    args: list[str],
+    table: dict[str, str],
+    env_names: dict[str, str],
+    required: tuple[str, ...] = ("audience",),
 ) -> tuple[dict[str, str], float] | None:
-    """The options given, then those from the environment, and ``--min-valid``; ``None`` on any doubt."""
+    """The options given, then those from the environment, and ``--min-valid``; ``None`` on any doubt.
+
+    Doubt includes a value click would refuse (exit 2 with its message), a missing required option,
+    and anything else the slow path reports better.
+    """
     opts = _parse(args, table)
     if opts is None:
         return None
     for key, env in env_names.items():
         if key not in opts and os.environ.get(env):
             opts[key] = os.environ[env]
-    if not opts.get("audience"):
+    if not all(opts.get(key) for key in required):
         return None
-    try:
-        min_valid = float(opts.get("min_valid", DEFAULT_MIN_VALID))
-    except ValueError:
-        return None
-    if not min_valid >= 0:  # negative or NaN: click rejects it on the slow path
-        return None
-    return opts, min_valid
+    for key, value in opts.items():
+        check = _VALID.get(key)
+        if check is not None and not check(value):
+            return None
+    return opts, float(opts.get("min_valid", DEFAULT_MIN_VALID))
 
 
-def _user_token(args: list[str], table: dict[str, str | None], env_names: dict[str, str]) -> str | None:
-    parsed = _options(args, table, env_names)
+def _user_token(
+    args: list[str],
+    table: dict[str, str],
+    env_names: dict[str, str],
+    required: tuple[str, ...] = ("audience",),
+) -> str | None:
+    parsed = _options(args, table, env_names, required)
     if parsed is None:
         return None
     opts, min_valid = parsed
@@ -130,7 +182,7 @@ def _user_token(args: list[str], table: dict[str, str | None], env_names: dict[s
 
 
 # Service-account tokens (flyte_iap.service_account): option -> key; env names as click derives them.
-_SA_OPTIONS: dict[str, str | None] = {
+_SA_OPTIONS: dict[str, str] = {
     "--audience": "audience",
     "--impersonate-service-account": "impersonate_service_account",
     "--key-file": "key_file",
@@ -142,16 +194,14 @@ _SA_ENV = {
     "key_file": "FLYTE_IAP_KEY_FILE",
     "min_valid": "FLYTE_IAP_MIN_VALID",
 }
-_COMPAT_SA_OPTIONS: dict[str, str | None] = {
+_COMPAT_SA_OPTIONS: dict[str, str] = {
     "--webapp_client_id": "audience",
     "--service_account_key": "key_file",
 }
 _COMPAT_SA_ENV = {"audience": "FLYTE_IAP_WEBAPP_CLIENT_ID", "key_file": "FLYTE_IAP_SERVICE_ACCOUNT_KEY"}
 
 
-def _sa_token(
-    args: list[str], table: dict[str, str | None], env_names: dict[str, str], key_file_is_adc: bool = False
-) -> str | None:
+def _sa_token(args: list[str], table: dict[str, str], env_names: dict[str, str]) -> str | None:
     parsed = _options(args, table, env_names)
     if parsed is None:
         return None
@@ -159,10 +209,9 @@ def _sa_token(
     from flyte_iap.service_account import cached_token
 
     key_file = opts.get("key_file") or None
-    if key_file and key_file_is_adc:
+    if opts.get("service_account_key"):
         # The plugin's --service_account_key is GOOGLE_APPLICATION_CREDENTIALS, as in flyte_iap.cli.
-        os.environ["GOOGLE_APPLICATION_CREDENTIALS"] = key_file
-        key_file = None
+        os.environ["GOOGLE_APPLICATION_CREDENTIALS"] = opts["service_account_key"]
     return cached_token(
         opts["audience"],
         impersonate_service_account=opts.get("impersonate_service_account") or None,
@@ -174,11 +223,11 @@ def _sa_token(
 #: command name -> function returning a cached token or None. Other token commands register here.
 FAST_COMMANDS: dict[str, Callable[[list[str]], str | None]] = {
     "token": lambda args: _user_token(args, _USER_OPTIONS, _ENV),
-    "generate-user-id-token": lambda args: _user_token(args, _COMPAT_USER_OPTIONS, _COMPAT_ENV),
-    "sa-token": lambda args: _sa_token(args, _SA_OPTIONS, _SA_ENV),
-    "generate-service-account-id-token": lambda args: _sa_token(
-        args, _COMPAT_SA_OPTIONS, _COMPAT_SA_ENV, key_file_is_adc=True
+    "generate-user-id-token": lambda args: _user_token(
+        args, _COMPAT_USER_OPTIONS, _COMPAT_ENV, _COMPAT_USER_REQUIRED
     ),
+    "sa-token": lambda args: _sa_token(args, _SA_OPTIONS, _SA_ENV),
+    "generate-service-account-id-token": lambda args: _sa_token(args, _COMPAT_SA_OPTIONS, _COMPAT_SA_ENV),
 }
 
 

@@ -176,7 +176,7 @@ class TokenCache:
             entries = [
                 e
                 for e in os.scandir(self._dir)
-                if e.name.startswith(prefix) and e.name.endswith(".json") and e.is_file()
+                if e.name.startswith(prefix) and e.name.endswith(".json")
             ]
         except FileNotFoundError:
             return []
@@ -239,7 +239,8 @@ class TokenCache:
             ) from None
         if not stat.S_ISDIR(info.st_mode):
             raise CacheError(
-                f"cannot {'create' if create else 'use'} token cache directory {self._dir}: it is not a directory",
+                f"cannot {'create' if create else 'use'} token cache directory {self._dir}: "
+                "it is not a directory",
                 _OWN_DIR_HINT,
             )
         if sys.platform == "win32":  # pragma: no cover - ACLs, not owners and modes

@@ -20,7 +20,7 @@ import json
 import time
 
 from flyte_iap.endpoints import GOOGLE_ISSUERS
-from flyte_iap.errors import InvalidTokenError
+from flyte_iap.errors import ConfigurationError, InvalidTokenError
 
 # typing costs milliseconds at import; the annotations are strings (PEP 563) and type checkers read this
 # constant as True.
@@ -35,6 +35,32 @@ _URLSAFE = str.maketrans("-_", "+/")
 DEFAULT_MIN_VALID = 300.0
 
 _HINT = "the token endpoint returned something that is not a Google ID token; check FLYTE_IAP_* overrides"
+
+
+def checked_seconds(value: float, name: str = "--min-valid", *, minimum: float = 0) -> float:
+    """``value`` as a float, if it is a finite number of seconds of at least ``minimum``.
+
+    NaN compares false with everything, so a ``nan`` threshold would pass an expired token as valid;
+    infinity never expires. Both are refused, as is anything below ``minimum``.
+
+    Args:
+        value: the number given.
+        name: the option or argument, for the message.
+        minimum: the smallest value allowed.
+
+    Returns:
+        ``float(value)``.
+
+    Raises:
+        ConfigurationError: not a finite number >= ``minimum``.
+    """
+    number = float(value)
+    if not minimum <= number < float("inf"):
+        raise ConfigurationError(
+            f"{name} {value!r} is not a finite number of seconds >= {minimum:g}",
+            f"pass a number of seconds, e.g. {name} 300" if name.startswith("--") else None,
+        )
+    return number
 
 
 def decode_claims(token: str) -> dict[str, Any]:
@@ -95,7 +121,9 @@ def check_id_token(
 
     Raises:
         InvalidTokenError: wrong ``aud`` or ``iss``, expired, or malformed.
+        ConfigurationError: ``min_valid`` is negative, NaN or infinite.
     """
+    min_valid = checked_seconds(min_valid, "min_valid")
     claims = decode_claims(token)
     aud = claims.get("aud")
     if aud != audience:

@@ -31,7 +31,7 @@ import requests.auth
 import requests.exceptions
 import requests.utils
 
-from flyte_iap.idtoken import DEFAULT_MIN_VALID, decode_claims, seconds_left
+from flyte_iap.idtoken import DEFAULT_MIN_VALID, checked_seconds, decode_claims, seconds_left
 from flyte_iap.user_tokens import get_user_id_token
 
 #: Header IAP puts on the responses it generates itself (as opposed to the backend's).
@@ -63,7 +63,7 @@ class IapAuth(requests.auth.AuthBase):
         **options: Any,
     ) -> None:
         self.audience = audience
-        self.min_valid = min_valid
+        self.min_valid = checked_seconds(min_valid, "min_valid")
         self._options = options
         self._getter = token_getter or self._default_getter
         self._lock = threading.Lock()

@@ -51,7 +51,7 @@ from flyte_iap.errors import (
     PermissionDeniedError,
     TransportError,
 )
-from flyte_iap.idtoken import DEFAULT_MIN_VALID, check_id_token, usable_id_token
+from flyte_iap.idtoken import DEFAULT_MIN_VALID, check_id_token, checked_seconds, usable_id_token
 from flyte_iap.private_file import FileRefusedError, read_json_file
 
 # typing costs milliseconds at import; the annotations are strings (PEP 563) and type checkers read this
@@ -323,7 +323,7 @@ def cached_token(
     Returns:
         The token, or ``None``.
     """
-    if not audience or not min_valid >= 0:
+    if not audience or not 0 <= min_valid < float("inf"):
         return None
     try:
         principal, _ = _principal(impersonate_service_account, key_file)
@@ -375,8 +375,7 @@ def get_service_account_id_token(
     """
     if not audience or not audience.strip():
         raise ConfigurationError("--audience is empty", "pass the OAuth client ID of the IAP-protected app")
-    if min_valid < 0:
-        raise ConfigurationError(f"--min-valid {min_valid:g} is negative", "pass a number of seconds >= 0")
+    min_valid = checked_seconds(min_valid)
     cache = cache if cache is not None else TokenCache()
     principal, source = _principal(impersonate_service_account, key_file)
     token = _cached(cache, audience, principal, min_valid, rejected_token)

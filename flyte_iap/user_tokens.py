@@ -56,7 +56,14 @@ from flyte_iap.errors import (
     OAuthError,
     TransportError,
 )
-from flyte_iap.idtoken import DEFAULT_MIN_VALID, check_id_token, decode_claims, seconds_left, usable_id_token
+from flyte_iap.idtoken import (
+    DEFAULT_MIN_VALID,
+    check_id_token,
+    checked_seconds,
+    decode_claims,
+    seconds_left,
+    usable_id_token,
+)
 
 _log = logging.getLogger(__name__)
 
@@ -136,6 +143,8 @@ def get_user_id_token(
         TransportError: Google cannot be reached.
         CacheError: the store cannot be written.
     """
+    min_valid = checked_seconds(min_valid)
+    timeout = checked_seconds(timeout, "--timeout", minimum=1)
     with _cache_in_use(cache) as cache:
         return _get_user_id_token(
             audience,
@@ -194,6 +203,7 @@ def login_user(
         OAuthError: the code exchange or the first refresh was refused.
         TransportError, CacheError, InvalidTokenError: as for :func:`get_user_id_token`.
     """
+    timeout = checked_seconds(timeout, "--timeout", minimum=1)
     with _cache_in_use(cache) as cache:
         source = SecretSource.from_options(client_secret, client_secrets_file, client_secret_gcp_secret)
         if source is not None and source.kind == "file" and not client_id:

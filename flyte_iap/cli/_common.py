@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import sys
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -99,10 +100,22 @@ endpoint_option = option(
 )
 
 
+class Seconds(click.FloatRange):
+    """A finite number of seconds >= ``min``: click's FloatRange lets ``nan`` and ``inf`` through."""
+
+    name = "seconds"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number of seconds.", param, ctx)
+        return number
+
+
 def min_valid_option(help_text: str) -> Decorator:
     return option(
         "--min-valid",
-        type=click.FloatRange(min=0),
+        type=Seconds(min=0),
         default=DEFAULT_MIN_VALID,
         show_default=True,
         help=help_text,

@@ -10,6 +10,7 @@ from flyte_iap.cli import cli
 from flyte_iap.cli._common import (
     AUDIENCE_HELP,
     Decorator,
+    Seconds,
     audience_option,
     emit_token,
     min_valid_option,
@@ -63,7 +64,7 @@ def _user_login_options(store_default: str | None) -> Decorator:
         ),
         option(
             "--timeout",
-            type=click.FloatRange(min=1),
+            type=Seconds(min=1),
             default=300.0,
             show_default=True,
             help="Seconds to wait for the browser sign-in.",
