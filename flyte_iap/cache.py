@@ -174,9 +174,7 @@ class TokenCache:
         prefix = f"{kind}-{_digest(audience)}-"
         try:
             entries = [
-                e
-                for e in os.scandir(self._dir)
-                if e.name.startswith(prefix) and e.name.endswith(".json")
+                e for e in os.scandir(self._dir) if e.name.startswith(prefix) and e.name.endswith(".json")
             ]
         except FileNotFoundError:
             return []

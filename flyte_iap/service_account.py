@@ -500,6 +500,14 @@ def _google_errors(
                 unreachable_hint,
             ) from None
         raise CredentialsError(f"{rejected}: {_reason(exc)}", hint) from None
+    except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
+        # google-auth parses answers with json.loads and indexes them without checks: an HTML page or a
+        # deeply nested body served with HTTP 200 surfaces as one of these (issue 10).
+        raise TransportError(
+            f"{what} answered with something that is not a usable token response ({type(exc).__name__})",
+            "a proxy or captive portal may be answering instead of Google; check HTTPS_PROXY and the "
+            "FLYTE_IAP_*_URI overrides",
+        ) from None
 
 
 def _mint(source: CredentialSource, audience: str, target: str | None) -> str:
@@ -547,6 +555,7 @@ def _from_key(source: CredentialSource, audience: str, http: HttpRequest) -> str
         raise CredentialsError(
             f"{source.origin}: malformed service-account key: {_reason(exc)}", _KEY_HINT
         ) from None
+    _check_signer(credentials, source)
     with _google_errors(
         "Google's token endpoint",
         rejected=f"Google's token endpoint rejected the key of {email} from {source.origin}",
@@ -555,6 +564,22 @@ def _from_key(source: CredentialSource, audience: str, http: HttpRequest) -> str
     ):
         credentials.refresh(http)
     return str(credentials.token)
+
+
+def _check_signer(credentials: Any, source: CredentialSource) -> None:
+    """Sign a test message, so that a key google-auth cannot sign RS256 with fails here with a hint.
+
+    google-auth loads any PEM private key, an EC key too, and fails only when signing the grant, with a
+    TypeError from deep inside (google-auth v2.63: google/auth/crypt/_cryptography_rsa.py). Google's
+    service-account keys are RSA (gcloud iam service-accounts keys create).
+    """
+    try:
+        credentials.signer.sign(b"flyte-iap")
+    except Exception:
+        raise CredentialsError(
+            f"{source.origin}: its private_key cannot sign RS256 requests (service-account keys are RSA)",
+            _KEY_HINT,
+        ) from None
 
 
 def _key_token_uri(info: dict[str, Any]) -> str:
@@ -698,6 +723,7 @@ def _service_account_caller(source: CredentialSource, info: dict[str, Any], http
         raise CredentialsError(
             f"{source.origin}: malformed service-account key: {_reason(exc)}", _KEY_HINT
         ) from None
+    _check_signer(credentials, source)
     with _google_errors(
         "Google's token endpoint",
         rejected=f"Google's token endpoint rejected the key of {email} from {source.origin}",

@@ -97,10 +97,10 @@ class Response:
     url: str = field(repr=False)
 
     def json(self) -> Any:
-        """The body parsed as JSON, or ``None`` when it is not JSON."""
+        """The body parsed as JSON, or ``None`` when it is not JSON (nested too deeply for the parser too)."""
         try:
             return json.loads(self.data)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             return None
 
 
