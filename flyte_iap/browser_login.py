@@ -52,7 +52,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flyte_iap import endpoints
-from flyte_iap.errors import LoginError
+from flyte_iap.errors import LoginError, printable
 
 _log = logging.getLogger(__name__)
 
@@ -406,9 +406,10 @@ def authorize(
     if callback.code:
         return AuthorizationGrant(callback.code, redirect_uri, verifier)
     if callback.error:
-        detail = f" ({callback.error_description})" if callback.error_description else ""
+        # Both came in the redirect's query string: anyone who can reach the loopback port writes them.
+        detail = f" ({printable(callback.error_description)})" if callback.error_description else ""
         raise LoginError(
-            f"Google sign-in failed: {callback.error}{detail}",
+            f"Google sign-in failed: {printable(callback.error, 80)}{detail}",
             _CALLBACK_ERROR_HINTS.get(callback.error, "run the login again"),
         )
     if callback.wrong_state:

@@ -15,6 +15,28 @@ it never shows a traceback for these. Messages never contain a token, refresh to
 
 from __future__ import annotations
 
+#: The most characters of text from outside (an OAuth error_description, a Google API message) put in one
+#: message: enough for any real description, not a page.
+MAX_QUOTED = 300
+
+
+def printable(text: str, limit: int = MAX_QUOTED) -> str:
+    """``text`` safe to show on a terminal: control characters escaped, at most ``limit`` characters.
+
+    Anything a server, a redirect or a file supplies may hold terminal escape sequences (``\\x1b]...``
+    retitles a window, ``\\x1b[2J`` clears the screen) or bidirectional overrides; they are shown as
+    Python escapes instead (``\\x1b``), as ``repr`` would.
+
+    Args:
+        text: the untrusted text.
+        limit: the longest result before ``...`` is appended.
+
+    Returns:
+        One line of printable characters.
+    """
+    safe = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+    return safe if len(safe) <= limit else safe[: limit - 3] + "..."
+
 
 class FlyteIapError(Exception):
     """Base class: something a user can act on. ``hint`` says how."""

@@ -52,6 +52,7 @@ from flyte_iap.errors import (
     OAuthError,
     PermissionDeniedError,
     TransportError,
+    printable,
 )
 
 #: Seconds allowed for connecting and for each read of one attempt.
@@ -249,9 +250,9 @@ def oauth_error(response: Response, what: str) -> FlyteIapError:
     if isinstance(payload, dict) and isinstance(payload.get("error"), str):
         code = payload["error"]
         description = payload.get("error_description")
-        detail = f": {description}" if isinstance(description, str) and description else ""
+        detail = f": {printable(description)}" if isinstance(description, str) and description else ""
         return OAuthError(
-            f"{what} refused the request with {code}{detail}",
+            f"{what} refused the request with {printable(code, 80)}{detail}",
             OAUTH_HINTS.get(code, "see the OAuth error code in Google's documentation"),
             error=code,
         )
@@ -319,10 +320,10 @@ def api_error(response: Response, what: str) -> FlyteIapError:
     error = payload.get("error") if isinstance(payload, dict) else None
     message = status = ""
     if isinstance(error, dict):
-        message = str(error.get("message") or "")
-        status = str(error.get("status") or "")
+        message = printable(str(error.get("message") or ""))
+        status = printable(str(error.get("status") or ""), 80)
     elif isinstance(error, str):
-        message = str(payload.get("error_description") or error)
+        message = printable(str(payload.get("error_description") or error))
     label = f"HTTP {response.status}" + (f" {status}" if status else "")
     text = f"{what} answered {label}" + (f": {message}" if message else "")
     if response.status == 403:

@@ -22,7 +22,7 @@ import traceback
 import click
 
 from flyte_iap import __version__
-from flyte_iap.errors import FlyteIapError
+from flyte_iap.errors import FlyteIapError, printable
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -44,8 +44,9 @@ def main(argv: list[str] | None = None) -> None:
     try:
         cli.main(args=argv, prog_name="flyte-iap", standalone_mode=False)
     except FlyteIapError as exc:
-        click.echo(f"error: {exc.message}", err=True)
-        click.echo(f"hint: {exc.hint}", err=True)
+        # Messages quote servers, files and paths: no terminal escape sequence gets through.
+        click.echo(f"error: {printable(exc.message, 2000)}", err=True)
+        click.echo(f"hint: {printable(exc.hint, 2000)}", err=True)
         sys.exit(exc.exit_code)
     except click.exceptions.Abort:
         # click turns Ctrl-C (and EOF at a prompt) into Abort.
@@ -58,7 +59,7 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(exc.exit_code)
         # The same two lines as every other failure, instead of click's usage block.
         command = exc.ctx.command_path if exc.ctx is not None else "flyte-iap"
-        click.echo(f"error: {exc.format_message()}", err=True)
+        click.echo(f"error: {printable(exc.format_message(), 2000)}", err=True)
         click.echo(f"hint: see `{command} --help`", err=True)
         sys.exit(exc.exit_code)
     except click.ClickException as exc:

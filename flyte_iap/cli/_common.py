@@ -41,8 +41,10 @@ def echo_warnings(warnings: list[str]) -> None:
     Args:
         warnings: the messages; the list is emptied.
     """
+    from flyte_iap.errors import printable
+
     for message in dict.fromkeys(warnings):
-        click.echo(f"warning: {message}", err=True)
+        click.echo(f"warning: {printable(message, 2000)}", err=True)
     warnings.clear()
 
 

@@ -18,6 +18,7 @@ from flyte_iap.cli._common import (
     options,
     token_cache,
 )
+from flyte_iap.errors import printable
 from flyte_iap.idtoken import DEFAULT_MIN_VALID
 
 # -- user ID tokens: login / token / logout / generate-user-id-token (flyte_iap.user_tokens) ----------
@@ -112,7 +113,7 @@ def login_command(
             notify=_notify,
             cache=cache,
         )
-    who = result.email or "your Google account"
+    who = printable(result.email) if result.email else "your Google account"
     click.echo(f"Signed in as {who} for audience {audience} (refresh token in the {store} store).", err=True)
     click.echo(
         f"Set admin.proxyCommand to: [flyte-iap, token, --audience, {audience}]",
@@ -174,7 +175,7 @@ def logout_command(audience: str, client_id: str | None, revoke: bool) -> None:
     if not forgotten:
         click.echo(f"Nothing was stored for audience {audience}.", err=True)
     for login in forgotten:
-        who = login.email or f"client {login.client_id}"
+        who = printable(login.email or f"client {login.client_id}")
         done = "signed out and revoked" if revoke else "signed out"
         click.echo(f"{who}: {done} for audience {audience}.", err=True)
 
