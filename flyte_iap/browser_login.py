@@ -40,6 +40,7 @@ import http.server
 import logging
 import os
 import secrets
+import socket
 import socketserver
 import subprocess
 import sys
@@ -223,6 +224,8 @@ class _Callback:
         self.error_description: str | None = None
         self.wrong_state = 0
         self.done = threading.Event()
+        #: Held while a redirect is checked and recorded: connections are served on several threads.
+        self.lock = threading.Lock()
 
 
 def _make_handler(callback: _Callback) -> type[http.server.BaseHTTPRequestHandler]:
@@ -233,6 +236,10 @@ def _make_handler(callback: _Callback) -> type[http.server.BaseHTTPRequestHandle
         sys_version = ""
 
         def do_GET(self) -> None:
+            with callback.lock:
+                self._answer()
+
+        def _answer(self) -> None:
             url = urllib.parse.urlsplit(self.path)
             if url.path != callback.path or callback.done.is_set():
                 self._page(404, "Not found", "This is flyte-iap's sign-in listener.")
@@ -284,15 +291,53 @@ def _make_handler(callback: _Callback) -> type[http.server.BaseHTTPRequestHandle
     return Handler
 
 
-class _LoopbackServer(http.server.HTTPServer):
+class _LoopbackServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
+    """The redirect listener: each connection on a thread of its own, so a stalled one delays nothing.
+
+    A connection that sends nothing, or one byte every few seconds, holds its own thread only; the
+    browser's redirect is answered as soon as it arrives. Connections beyond :attr:`max_connections`
+    are closed at once, and every connection still open is shut down when the login ends.
+    """
+
     # On Linux SO_REUSEADDR only lets a fixed --port be reused while the last login's connection sits in
     # TIME_WAIT; a port someone listens on is still refused. Elsewhere it could let two listeners share it.
     allow_reuse_address = sys.platform.startswith("linux")
+    daemon_threads = True
+    block_on_close = False
+    max_connections = 32
+
+    def __init__(self, address: tuple[str, int], handler: type[http.server.BaseHTTPRequestHandler]) -> None:
+        self._open: set[Any] = set()
+        self._open_lock = threading.Lock()
+        super().__init__(address, handler)
 
     def server_bind(self) -> None:
         # HTTPServer.server_bind does a reverse DNS lookup (getfqdn) that can stall without a network.
         socketserver.TCPServer.server_bind(self)
         self.server_name, self.server_port = "127.0.0.1", self.server_address[1]
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._open_lock:
+            full = len(self._open) >= self.max_connections
+            if not full:
+                self._open.add(request)
+        if full:
+            socketserver.TCPServer.shutdown_request(self, request)
+            return
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._open_lock:
+            self._open.discard(request)
+        super().shutdown_request(request)
+
+    def close_connections(self) -> None:
+        """Shut down every connection still open (their threads then end)."""
+        with self._open_lock:
+            still_open = list(self._open)
+        for request in still_open:
+            with contextlib.suppress(OSError):
+                request.shutdown(socket.SHUT_RDWR)
 
     def handle_error(self, request: object, client_address: object) -> None:
         # A browser closing a connection early is not worth a traceback on the user's terminal.
@@ -400,6 +445,7 @@ def authorize(
                 server.timeout = min(left, 0.5)
                 server.handle_request()
     finally:
+        server.close_connections()
         with contextlib.suppress(OSError):
             server.server_close()
 
