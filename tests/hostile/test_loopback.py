@@ -67,12 +67,25 @@ def test_the_redirect_is_answered_while_idle_and_trickling_connections_are_open(
 
 
 def test_connections_still_open_when_the_login_ends_are_closed(sockets: list[socket.socket]) -> None:
+    stop = threading.Event()
+
     def opener(url: str) -> bool:
         query = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)
         port = urllib.parse.urlsplit(query["redirect_uri"][0]).port
         assert port is not None
-        idle = socket.create_connection(("127.0.0.1", port))
-        sockets.append(idle)
+        slow = socket.create_connection(("127.0.0.1", port))
+        sockets.append(slow)
+
+        def trickle() -> None:
+            for byte in b"GET /" + b"x" * 10_000:
+                if stop.wait(0.5):
+                    return
+                try:
+                    slow.send(bytes([byte]))
+                except OSError:
+                    return
+
+        threading.Thread(target=trickle, daemon=True).start()
         redirect = (
             query["redirect_uri"][0] + "?" + urllib.parse.urlencode({"state": query["state"][0], "code": "c"})
         )
@@ -81,8 +94,10 @@ def test_connections_still_open_when_the_login_ends_are_closed(sockets: list[soc
         ).start()
         return True
 
-    authorize("client", opener=opener, notify=lambda message: None, timeout=20)
-
-    idle = sockets[0]
-    idle.settimeout(10)
-    assert idle.recv(1) == b""  # the server shut the idle connection down with the login
+    try:
+        authorize("client", opener=opener, notify=lambda message: None, timeout=20)
+        slow = sockets[0]
+        slow.settimeout(10)
+        assert slow.recv(1) == b""  # the server shut the stalled connection down with the login
+    finally:
+        stop.set()
