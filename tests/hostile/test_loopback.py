@@ -35,9 +35,9 @@ def test_the_redirect_is_answered_while_idle_and_trickling_connections_are_open(
         slow = socket.create_connection(("127.0.0.1", port))
         sockets.append(slow)
 
-        def trickle() -> None:  # a header byte every second, forever: each read's timeout is met
-            for byte in b"GET / HTTP/1.1\r\nHost: x\r\n" + b"X" * 10_000:
-                if stop.wait(1):
+        def trickle() -> None:  # a header byte every 0.5 s for 30 s, longer than the login waits
+            for byte in b"GET / HTTP/1.1\r\nHost: x\r\n" + b"X" * 35:
+                if stop.wait(0.5):
                     return
                 try:
                     slow.send(bytes([byte]))
@@ -77,7 +77,7 @@ def test_connections_still_open_when_the_login_ends_are_closed(sockets: list[soc
         sockets.append(slow)
 
         def trickle() -> None:
-            for byte in b"GET /" + b"x" * 10_000:
+            for byte in b"GET /" + b"x" * 55:  # 30 s: longer than the login waits
                 if stop.wait(0.5):
                     return
                 try:
