@@ -17,13 +17,23 @@ and refreshed (through :func:`flyte_iap.get_user_id_token` and its shared cache)
 a bytes or str body as it is, a file body from where it stood before the first send. A body from a
 generator or iterator (or a file that cannot seek) cannot be sent again, so that 401 is returned; the
 token is replaced all the same, so sending the request again with a new body passes.
+
+The token goes only to one origin (scheme, host and port): the one the auth object is first used with,
+or those given as ``origins``. A request to any other origin, including one an app redirected to, gets
+no token, and a 401 from it is never retried with one. ``localhost`` and ``127.0.0.1`` are different
+origins. This is requests' own rule for ``Authorization`` on redirects, made strict: requests strips
+that header when the host changes and drops ``Proxy-Authorization`` on every redirect
+(psf/requests@v2.34.2:src/requests/sessions.py ``rebuild_auth``, ``rebuild_proxies``), but a response
+hook travels with redirected requests, so without the check the 401 retry would re-add the token for
+whatever host the app sent the client to.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+import urllib.parse
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import requests
@@ -48,6 +58,8 @@ class IapAuth(requests.auth.AuthBase):
         min_valid: refresh when the token has fewer seconds left than this.
         token_getter: returns a token for ``(audience, rejected_token)``; by default
             :func:`flyte_iap.get_user_id_token` with ``**options``.
+        origins: the origins (``https://flyte.example.com``, ``https://host:8443``) the token may be sent
+            to; by default the origin of the first request this auth is used with.
         **options: passed to :func:`flyte_iap.get_user_id_token` (``client_id``, ``client_secret``,
             ``interactive``, ``cache``, ...).
 
@@ -60,6 +72,7 @@ class IapAuth(requests.auth.AuthBase):
         *,
         min_valid: float = DEFAULT_MIN_VALID,
         token_getter: Callable[[str, str | None], str] | None = None,
+        origins: Iterable[str] | None = None,
         **options: Any,
     ) -> None:
         self.audience = audience
@@ -69,6 +82,28 @@ class IapAuth(requests.auth.AuthBase):
         self._lock = threading.Lock()
         self._token: str | None = None
         self._exp_claims: dict[str, Any] = {}
+        self._origins: set[str] = set()
+        for url in origins or ():
+            origin = _origin(url)
+            if origin is None:
+                raise ValueError(f"not an origin: {url!r} (expected e.g. https://flyte.example.com)")
+            self._origins.add(origin)
+
+    @property
+    def origins(self) -> frozenset[str]:
+        """The origins the token is sent to (empty until the first request when none were given)."""
+        with self._lock:
+            return frozenset(self._origins)
+
+    def _may_send_to(self, url: str | None, *, bind: bool) -> bool:
+        """Whether ``url`` is on an allowed origin; with ``bind``, the first URL seen becomes the origin."""
+        origin = _origin(url or "")
+        if origin is None:
+            return False
+        with self._lock:
+            if bind and not self._origins:
+                self._origins.add(origin)
+            return origin in self._origins
 
     def _default_getter(self, audience: str, rejected: str | None) -> str:
         return get_user_id_token(audience, min_valid=self.min_valid, rejected_token=rejected, **self._options)
@@ -98,6 +133,11 @@ class IapAuth(requests.auth.AuthBase):
             return self._token
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        if not self._may_send_to(request.url, bind=True):
+            _log.debug(
+                "not sending the IAP token to %s: not an origin of this IapAuth", _origin(request.url or "")
+            )
+            return request
         token = self.token()
         request.headers["Proxy-Authorization"] = f"Bearer {token}"
         request.register_hook("response", self._retry_on_iap_401)
@@ -108,6 +148,9 @@ class IapAuth(requests.auth.AuthBase):
             return response
         sent = response.request
         if getattr(sent, "_flyte_iap_retried", False):
+            return response
+        # The hook travels with redirected requests: a 401 from wherever the app redirected to is not ours.
+        if not self._may_send_to(sent.url, bind=False):
             return response
         rejected = sent.headers.get("Proxy-Authorization", "").removeprefix("Bearer ").strip() or None
         # Replaced even when this request cannot be resent, so that the caller's next one passes.
@@ -131,6 +174,23 @@ class IapAuth(requests.auth.AuthBase):
         second.history.append(response)
         second.request = retry
         return second
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _origin(url: str) -> str | None:
+    """``scheme://host:port`` of ``url`` (host lower-cased, default port filled in); None without a host."""
+    try:
+        parts = urllib.parse.urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    if not parts.hostname or scheme not in _DEFAULT_PORTS:
+        return None
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    return f"{scheme}://{host}:{port or _DEFAULT_PORTS[scheme]}"
 
 
 def _rewind_body(request: requests.PreparedRequest) -> bool:
