@@ -381,7 +381,9 @@ def get_service_account_id_token(
     token = _cached(cache, audience, principal, min_valid, rejected_token)
     if token:
         return token
-    with cache.lock(KIND, audience, principal):
+    from flyte_iap import transport
+
+    with cache.lock(KIND, audience, principal, timeout=transport.time_left(60.0)):
         # Another process may have minted one while this one waited for the lock.
         token = _cached(cache, audience, principal, min_valid, rejected_token)
         if token:
@@ -442,7 +444,11 @@ def _http() -> HttpRequest:
         try:
             response = inner(url=url, method=method, body=body, headers=headers, **kwargs)
         except google.auth.exceptions.TransportError as exc:
-            reason = transport.failure_reason(exc, kwargs.get("timeout") or transport.DEFAULT_TIMEOUT)
+            limit = transport.http_timeout()
+            asked = kwargs.get("timeout")
+            reason = transport.failure_reason(
+                exc, min(asked, limit) if isinstance(asked, int | float) else limit
+            )
             raise Unreachable(url, f"{reason} (tried {transport.DEFAULT_TRIES} times)") from exc
         if response.status in transport.RETRYABLE_STATUSES:
             raise Unreachable(url, f"HTTP {response.status} (tried {transport.DEFAULT_TRIES} times)")

@@ -19,8 +19,14 @@ Example::
 
 The policy, the same for every call:
 
-* every request has a timeout (:data:`DEFAULT_TIMEOUT` seconds, for connecting and for each read), because
-  flytekit runs the proxy command with no timeout of its own and a hang there hangs ``pyflyte``;
+* every attempt has a total deadline (:data:`DEFAULT_TIMEOUT` seconds, or ``FLYTE_IAP_HTTP_TIMEOUT``) that
+  covers connecting, sending, the headers and the whole body, as Go's ``http.Client.Timeout`` does for
+  ``gh``: a server that trickles one byte every few seconds is cut off at the deadline, not kept alive
+  read by read (requests alone has only per-read timeouts). flytekit runs the proxy command with no
+  timeout of its own, and a hang there hangs ``pyflyte``;
+* an answer larger than :data:`MAX_RESPONSE_BYTES` is refused;
+* inside :func:`command_deadline` (the token commands use it) no attempt and no retry outlives the
+  command's own deadline;
 * HTTP 5xx, 408, 429 and connection errors are retried up to :data:`DEFAULT_TRIES` attempts in all, with a
   short jittered exponential backoff (at most :data:`MAX_BACKOFF` seconds between two attempts);
 * anything that still fails becomes a :class:`~flyte_iap.errors.TransportError` with the URL and a hint;
@@ -37,16 +43,19 @@ are never put in an error message, so a token or secret cannot leak through one.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import random
 import time
 import urllib.parse
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from flyte_iap import endpoints
 from flyte_iap.errors import (
+    ConfigurationError,
     CredentialsError,
     FlyteIapError,
     OAuthError,
@@ -55,8 +64,16 @@ from flyte_iap.errors import (
     printable,
 )
 
-#: Seconds allowed for connecting and for each read of one attempt.
+#: Seconds allowed for one attempt in all: connecting, sending, and reading the headers and whole body.
 DEFAULT_TIMEOUT = 10.0
+#: The largest answer read from Google: token and API answers are a few KiB.
+MAX_RESPONSE_BYTES = 1 << 20
+#: Environment variable overriding :data:`DEFAULT_TIMEOUT` (gcloud's equivalent: core/http_timeout).
+TIMEOUT_ENV = "FLYTE_IAP_HTTP_TIMEOUT"
+#: Seconds a token command (``token``, ``sa-token``) may take in all, the browser sign-in excepted.
+COMMAND_DEADLINE = 60.0
+#: Environment variable overriding :data:`COMMAND_DEADLINE`.
+COMMAND_DEADLINE_ENV = "FLYTE_IAP_COMMAND_DEADLINE"
 #: Attempts in all (the first one included) for 5xx, 408, 429 and connection errors.
 DEFAULT_TRIES = 3
 #: Seconds before the second attempt; doubled for each further one (with jitter), capped at MAX_BACKOFF.
@@ -109,7 +126,95 @@ def _default_http() -> HttpRequest:
     # google-auth's transport pulls in requests and urllib3: only when a request is really made.
     import google.auth.transport.requests
 
-    return google.auth.transport.requests.Request()
+    from flyte_iap import _deadline_http
+
+    return google.auth.transport.requests.Request(_deadline_http.session(MAX_RESPONSE_BYTES))
+
+
+# -- deadlines ---------------------------------------------------------------------------------------
+
+#: time.monotonic() by which the current command must be done, or None outside command_deadline().
+_command_end: float | None = None
+
+
+def _seconds_from_env(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < float("inf"):
+        raise ConfigurationError(f"{name}={raw!r} is not a number of seconds > 0", f"unset {name}")
+    return value
+
+
+def http_timeout() -> float:
+    """Seconds per attempt: ``FLYTE_IAP_HTTP_TIMEOUT`` when set, else :data:`DEFAULT_TIMEOUT`.
+
+    Raises:
+        ConfigurationError: the variable is not a finite number of seconds > 0.
+    """
+    return _seconds_from_env(TIMEOUT_ENV, DEFAULT_TIMEOUT)
+
+
+def command_seconds() -> float:
+    """A token command's deadline: ``FLYTE_IAP_COMMAND_DEADLINE`` when set, else :data:`COMMAND_DEADLINE`.
+
+    Raises:
+        ConfigurationError: the variable is not a finite number of seconds > 0.
+    """
+    return _seconds_from_env(COMMAND_DEADLINE_ENV, COMMAND_DEADLINE)
+
+
+@contextlib.contextmanager
+def command_deadline(seconds: float) -> Iterator[None]:
+    """Make every request (and retry) in the block end within ``seconds`` from now, all together.
+
+    Args:
+        seconds: the budget of the whole block.
+
+    Returns:
+        A context manager.
+    """
+    global _command_end
+    previous = _command_end
+    _command_end = time.monotonic() + seconds
+    try:
+        yield
+    finally:
+        _command_end = previous
+
+
+@contextlib.contextmanager
+def deadline_paused() -> Iterator[None]:
+    """Stop the command's clock while the block runs (the user is signing in in a browser)."""
+    global _command_end
+    start = time.monotonic()
+    try:
+        yield
+    finally:
+        if _command_end is not None:
+            _command_end += time.monotonic() - start
+
+
+def time_left(limit: float) -> float:
+    """``limit``, or less when the command's deadline comes first (never below 0)."""
+    if _command_end is None:
+        return limit
+    return max(0.0, min(limit, _command_end - time.monotonic()))
+
+
+def _attempt_timeout(timeout: float | None, what: str, where: str) -> float:
+    """The deadline of the next attempt; raises TransportError once the command's deadline has passed."""
+    left = time_left(timeout if timeout is not None else http_timeout())
+    if left <= 0:
+        raise TransportError(
+            f"gave up on {what} at {where}: the command's deadline has passed",
+            NETWORK_HINT,
+        )
+    return left
 
 
 def url_for_message(url: str) -> str:
@@ -143,6 +248,10 @@ def failure_reason(exc: BaseException, timeout: float) -> str:
     while cause is not None and cause not in seen:
         seen.append(cause)
         name = type(cause).__name__
+        if name == "DeadlineExceeded":
+            return f"no complete answer within {timeout:g} s"
+        if name == "AnswerTooLarge":
+            return f"answer larger than {MAX_RESPONSE_BYTES // 1024} KiB"
         if name in {"ConnectTimeout", "ReadTimeout", "Timeout", "TimeoutError", "ReadTimeoutError"}:
             return f"no answer within {timeout:g} s"
         if isinstance(cause, ConnectionRefusedError) or "Connection refused" in str(cause):
@@ -170,7 +279,7 @@ def request(
     form: Mapping[str, str] | None = None,
     json_body: Any = None,
     headers: Mapping[str, str] | None = None,
-    timeout: float = DEFAULT_TIMEOUT,
+    timeout: float | None = None,
     tries: int = DEFAULT_TRIES,
     http: HttpRequest | None = None,
     sleep: Callable[[float], None] = time.sleep,
@@ -186,7 +295,7 @@ def request(
         form: fields sent as ``application/x-www-form-urlencoded``.
         json_body: a value sent as JSON (mutually exclusive with ``form``).
         headers: extra request headers.
-        timeout: seconds for connecting and for each read of one attempt.
+        timeout: seconds for one attempt in all (connect and whole answer); default :func:`http_timeout`.
         tries: attempts in all for retryable failures; 1 disables retries.
         http: a ``google.auth.transport.Request``-like callable; google-auth's requests transport by
             default.
@@ -214,11 +323,12 @@ def request(
     attempt = 0
     while True:
         attempt += 1
+        this_timeout = _attempt_timeout(timeout, what, where)
         try:
-            raw = send(url=url, method=method, body=body, headers=all_headers, timeout=timeout)
+            raw = send(url=url, method=method, body=body, headers=all_headers, timeout=this_timeout)
         except google.auth.exceptions.TransportError as exc:
-            if attempt >= tries:
-                reason = failure_reason(exc, timeout)
+            if attempt >= tries or time_left(1.0) <= 0:
+                reason = failure_reason(exc, this_timeout)
                 raise TransportError(
                     f"cannot reach {what} at {where}: {reason} (tried {attempt} times)", NETWORK_HINT
                 ) from None
@@ -227,7 +337,7 @@ def request(
         response = Response(status=raw.status, headers=raw.headers, data=raw.data or b"", url=url)
         if response.status not in RETRYABLE_STATUSES:
             return response
-        if attempt >= tries:
+        if attempt >= tries or time_left(1.0) <= 0:
             raise TransportError(
                 f"{what} at {where} answered HTTP {response.status} (tried {attempt} times)",
                 f"Google may be having a problem; try again in a minute, and check {endpoints.STATUS_PAGE}",
@@ -270,7 +380,7 @@ def post_oauth(
     form: Mapping[str, str],
     *,
     what: str,
-    timeout: float = DEFAULT_TIMEOUT,
+    timeout: float | None = None,
     tries: int = DEFAULT_TRIES,
     http: HttpRequest | None = None,
 ) -> dict[str, Any]:
@@ -280,7 +390,7 @@ def post_oauth(
         url: the endpoint (``endpoints.token_uri()``, ``endpoints.revoke_uri()``).
         form: the form fields; they may hold secrets and are never put in a message.
         what: the endpoint in words.
-        timeout: seconds per attempt.
+        timeout: seconds per attempt in all; default :func:`http_timeout`.
         tries: attempts in all for retryable failures.
         http: an injected google-auth style transport.
 
@@ -342,8 +452,8 @@ def api_error(response: Response, what: str) -> FlyteIapError:
 class _RetryingRequest:
     """A ``google.auth.transport.Request`` that applies the project's timeout and retry policy."""
 
-    def __init__(self, timeout: float, tries: int, http: HttpRequest | None) -> None:
-        self._timeout = timeout
+    def __init__(self, timeout: float | None, tries: int, http: HttpRequest | None) -> None:
+        self._timeout = timeout if timeout is not None else http_timeout()
         self._tries = tries
         self._http = http or _default_http()
 
@@ -361,27 +471,31 @@ class _RetryingRequest:
         attempt = 0
         while True:
             attempt += 1
+            limit = (
+                min(timeout, self._timeout) if isinstance(timeout, int | float) and timeout else self._timeout
+            )
+            this_timeout = time_left(limit)
+            if this_timeout <= 0:
+                # google-auth turns its own TransportError into the caller's error, with this reason.
+                raise google.auth.exceptions.TransportError(
+                    "DeadlineExceeded: the command's deadline has passed"
+                )
             try:
                 response = self._http(
-                    url=url,
-                    method=method,
-                    body=body,
-                    headers=headers,
-                    timeout=min(timeout, self._timeout) if timeout else self._timeout,
-                    **kwargs,
+                    url=url, method=method, body=body, headers=headers, timeout=this_timeout, **kwargs
                 )
             except google.auth.exceptions.TransportError:
-                if attempt >= self._tries:
+                if attempt >= self._tries or time_left(1.0) <= 0:
                     raise
                 time.sleep(_backoff(attempt, None))
                 continue
-            if response.status not in RETRYABLE_STATUSES or attempt >= self._tries:
+            if response.status not in RETRYABLE_STATUSES or attempt >= self._tries or time_left(1.0) <= 0:
                 return response
             time.sleep(_backoff(attempt, response.headers.get("Retry-After")))
 
 
 def google_auth_request(
-    *, timeout: float = DEFAULT_TIMEOUT, tries: int = DEFAULT_TRIES, http: HttpRequest | None = None
+    *, timeout: float | None = None, tries: int = DEFAULT_TRIES, http: HttpRequest | None = None
 ) -> HttpRequest:
     """A ``google.auth.transport.Request`` with the project's timeout and retry policy.
 
@@ -391,7 +505,8 @@ def google_auth_request(
     itself, so ``tries=1`` avoids multiplying attempts there.
 
     Args:
-        timeout: seconds per attempt when google-auth does not pass one.
+        timeout: seconds per attempt in all (google-auth's own, if smaller, wins); default
+            :func:`http_timeout`.
         tries: attempts in all for 5xx/408/429 and connection errors.
         http: the transport to wrap; google-auth's requests transport by default.
 

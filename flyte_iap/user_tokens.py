@@ -73,6 +73,8 @@ _NO_REFRESH_TOKEN = "the stored sign-in has no refresh token"
 STORES = ("file", "keyring")
 #: When Google cannot be reached, a cached token with at least this many seconds left is still returned.
 STALE_MARGIN = 30.0
+#: Seconds to wait for another process's refresh (less when a command deadline ends sooner).
+LOCK_TIMEOUT = 60.0
 KEYRING_SERVICE_PREFIX = "flyte-iap:"
 _TOKEN_ENDPOINT = "Google's token endpoint"
 _CLIENT_PLACEHOLDER = "<DESKTOP_CLIENT_ID>"
@@ -261,7 +263,7 @@ def logout_user(
         forgotten: list[UserLogin] = []
         for record in records:
             principal = record["principal"]
-            with cache.lock(KIND, audience, principal):
+            with cache.lock(KIND, audience, principal, timeout=transport.time_left(LOCK_TIMEOUT)):
                 current = cache.read(KIND, audience, principal) or record
                 store = current.get("store", "file")
                 if revoke:
@@ -347,7 +349,7 @@ def _get_user_id_token(
         )
 
     reason = "no login stored"
-    with cache.lock(KIND, audience, client_id):
+    with cache.lock(KIND, audience, client_id, timeout=transport.time_left(LOCK_TIMEOUT)):
         # Another process may have refreshed while this one waited for the lock.
         record = cache.read(KIND, audience, client_id)
         token = _usable_token(record, audience, min_valid, rejected_token)
@@ -451,9 +453,10 @@ def _login(
                 "pass one of --client-secret, --client-secrets-file or --client-secret-gcp-secret",
             )
 
-    with cache.lock(KIND, audience, client_id):
+    with cache.lock(KIND, audience, client_id, timeout=transport.time_left(LOCK_TIMEOUT)):
         pass  # a token store that cannot be written must fail now, not after the sign-in in the browser
-    grant = browser_login.authorize(client_id, notify=notify, **login_options)
+    with transport.deadline_paused():  # the person in the browser takes the time they need
+        grant = browser_login.authorize(client_id, notify=notify, **login_options)
     reply = transport.post_oauth(
         endpoints.token_uri(),
         {
@@ -483,7 +486,7 @@ def _login(
         "id_token": id_token,
     }
     secrets_ = {"refresh_token": refresh_token, "client_secret": client_secret}
-    with cache.lock(KIND, audience, client_id):
+    with cache.lock(KIND, audience, client_id, timeout=transport.time_left(LOCK_TIMEOUT)):
         previous = cache.read(KIND, audience, client_id)
         if store == "keyring":
             _keyring_set(audience, client_id, secrets_)

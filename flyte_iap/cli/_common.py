@@ -59,18 +59,27 @@ def emit_token(token: str) -> None:
 
 
 @contextlib.contextmanager
-def token_cache() -> Iterator[TokenCache]:
+def token_cache(*, deadline: bool = False) -> Iterator[TokenCache]:
     """A token cache for one command.
+
+    Args:
+        deadline: run the block under the token commands' deadline
+            (:func:`flyte_iap.transport.command_deadline`, 60 s unless ``FLYTE_IAP_COMMAND_DEADLINE``).
 
     Returns:
         A context manager giving a new :class:`~flyte_iap.cache.TokenCache`, whose warnings are printed
         on stderr when the block ends.
     """
+    from flyte_iap import transport
     from flyte_iap.cache import TokenCache
 
     cache = TokenCache()
     try:
-        yield cache
+        if deadline:
+            with transport.command_deadline(transport.command_seconds()):
+                yield cache
+        else:
+            yield cache
     finally:
         echo_warnings(cache.warnings)
 

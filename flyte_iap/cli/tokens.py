@@ -144,7 +144,7 @@ def token_command(
     """
     from flyte_iap.user_tokens import get_user_id_token
 
-    with token_cache() as cache:
+    with token_cache(deadline=True) as cache:
         token = get_user_id_token(
             audience,
             client_id=client_id,
@@ -204,7 +204,7 @@ def generate_user_id_token_command(
     name = desktop_client_secret_gcp_secret_name.strip().strip("/")
     if not name.startswith("projects/"):
         name = f"projects/{project}/secrets/{name}"
-    with token_cache() as cache:
+    with token_cache(deadline=True) as cache:
         token = get_user_id_token(
             webapp_client_id,
             client_id=desktop_client_id,
@@ -221,7 +221,7 @@ def generate_user_id_token_command(
 def _print_sa_token(audience: str, impersonate: str | None, key_file: str | None, min_valid: float) -> None:
     from flyte_iap.service_account import get_service_account_id_token
 
-    with token_cache() as cache:
+    with token_cache(deadline=True) as cache:
         token = get_service_account_id_token(
             audience,
             impersonate_service_account=impersonate,

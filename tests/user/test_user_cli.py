@@ -484,6 +484,10 @@ def test_fast_path_accepts_no_browser_and_compat_environment(
     assert _entry.FAST_COMMANDS["token"](["--audience", aud, "--no-browser"]) == token
     monkeypatch.setenv("FLYTE_IAP_WEBAPP_CLIENT_ID", aud)
     monkeypatch.setenv("FLYTE_IAP_DESKTOP_CLIENT_ID", fake_google.DESKTOP_CLIENT_ID)
+    # All four are required, as on the slow path (click exits 2 without them).
+    assert _entry.FAST_COMMANDS["generate-user-id-token"]([]) is None
+    monkeypatch.setenv("FLYTE_IAP_DESKTOP_CLIENT_SECRET_GCP_SECRET_NAME", "flyte-desktop")
+    monkeypatch.setenv("FLYTE_IAP_PROJECT", "fake-project")
     assert _entry.FAST_COMMANDS["generate-user-id-token"]([]) == token
 
 

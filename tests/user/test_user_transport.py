@@ -82,7 +82,7 @@ def test_a_server_that_does_not_answer_times_out(fake_google: FakeGoogle) -> Non
     fake_google.delay_next(3, n=1, path="/oauth2/v1/certs")
     with pytest.raises(TransportError) as caught:
         transport.request("GET", fake_google.certs_url, what="certs", timeout=0.5, tries=1)
-    assert "no answer within 0.5 s" in caught.value.message
+    assert "no complete answer within 0.5 s" in caught.value.message
 
 
 def test_oauth_error_body_becomes_oauth_error_with_its_code(fake_google: FakeGoogle) -> None:
