@@ -91,14 +91,15 @@ class SecretSource:
         """The options that select this source, for a hint.
 
         Returns:
-            E.g. ``["--client-secret-gcp-secret", "projects/P/secrets/S/versions/latest"]``; a literal
-            secret shows as the placeholder ``<CLIENT_SECRET>``.
+            E.g. ``["--client-secret-gcp-secret", "projects/P/secrets/S/versions/latest"]``. A literal
+            secret is never suggested on a command line (``ps`` and shell history show it): the hint names
+            the client JSON instead, as ``["--client-secrets-file", "<DESKTOP_CLIENT_JSON>"]``.
         """
         if self.kind == "file":
             return ["--client-secrets-file", self.location]
         if self.kind == "gcp-secret":
             return ["--client-secret-gcp-secret", self.location]
-        return ["--client-secret", "<CLIENT_SECRET>"]
+        return ["--client-secrets-file", "<DESKTOP_CLIENT_JSON>"]
 
     def resolve(self, client_id: str | None) -> tuple[str, str]:
         """Return ``(client_id, client_secret)``.

@@ -37,7 +37,12 @@ def _user_login_options(store_default: str | None) -> Decorator:
             metavar="CLIENT_ID",
             help="Desktop OAuth client ID to sign in with [default: the one stored by login].",
         ),
-        option("--client-secret", metavar="SECRET", help="The Desktop client's secret."),
+        option(
+            "--client-secret",
+            metavar="SECRET",
+            help="The Desktop client's secret. Visible to other users in `ps` and kept in shell history: "
+            "prefer the FLYTE_IAP_CLIENT_SECRET environment variable or --client-secrets-file.",
+        ),
         option(
             "--client-secrets-file",
             metavar="FILE",

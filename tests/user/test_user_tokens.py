@@ -215,7 +215,7 @@ def test_invalid_grant_drops_the_grant_and_asks_for_a_login(
     assert "invalid_grant" in caught.value.message
     assert caught.value.hint.endswith(
         f"flyte-iap login --audience {aud} --client-id {fake_google.DESKTOP_CLIENT_ID} "
-        "--client-secret <CLIENT_SECRET>"
+        "--client-secrets-file <DESKTOP_CLIENT_JSON>"  # never a secret on a command line
     )
     record = record_of(isolated_env, fake_google, aud)
     assert record is not None and "refresh_token" not in record and "id_token" not in record
