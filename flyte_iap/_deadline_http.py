@@ -2,10 +2,11 @@
 
 Example::
 
-    from flyte_iap import _deadline_http
+    from flyte_iap import _deadline_http, endpoints
 
     session = _deadline_http.session(max_bytes=1 << 20)
-    session.get(url, timeout=10)    # connect, send, headers and whole body within 10 s, or DeadlineExceeded
+    # connect, send, headers and the whole body within 10 s, else DeadlineExceeded
+    response = session.get(endpoints.token_uri(), timeout=10)
 
 requests (and urllib3 under it) only has per-operation timeouts: a server that sends one byte every few
 seconds keeps a read alive for ever. Here a numeric ``timeout`` is the deadline of the whole exchange, as

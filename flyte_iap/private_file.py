@@ -4,12 +4,11 @@ Example::
 
     from pathlib import Path
 
-    from flyte_iap.private_file import read_file, read_json_file, write_private_file
+    from flyte_iap.private_file import read_file, write_private_file
 
     config = Path.home() / ".flyte" / "config.yaml"
     write_private_file(config, text)  # mode 0600, never half-written
     data = read_file(config, private=True)  # ours alone: our uid, no symlink, nobody else may write
-    info = read_json_file("key.json")  # a regular file of at most MAX_READ_BYTES, parsed as JSON
 
 Writing: the text goes to a temporary file in the same directory, created 0600 whatever the umask, flushed
 to disk and renamed over the target, so a reader sees the old content or the new one, never half of one,
