@@ -150,7 +150,10 @@ class DeadlineAdapter(requests.adapters.HTTPAdapter):
         watch = _Watch(timeout)
         _current.watch = watch
         try:
-            response = super().send(request, stream=True, timeout=timeout, **kwargs)
+            # The sockets' own timeouts run a little longer: the watch ends the exchange first, and they
+            # only stand in should a connection escape it.
+            slack = timeout + 0.5
+            response = super().send(request, stream=True, timeout=(slack, slack), **kwargs)
             body = bytearray()
             while True:
                 if time.monotonic() > deadline:

@@ -54,6 +54,7 @@ from typing import Any
 
 from flyte_iap import endpoints
 from flyte_iap.errors import LoginError, printable
+from flyte_iap.idtoken import checked_seconds
 
 _log = logging.getLogger(__name__)
 
@@ -403,6 +404,7 @@ def authorize(
         LoginError: port in use, timeout (with a note when wrong-state redirects arrived), or Google
             redirected back with an error such as ``access_denied``.
     """
+    timeout = checked_seconds(timeout, "--timeout", minimum=1)
     notify = notify or _log_notify
     port_chosen = port != 0
     server = _bind(port)
