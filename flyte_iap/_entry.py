@@ -80,7 +80,7 @@ def _number(value: str, kind: Callable[[str], float], low: float, high: float) -
 
 
 def _not_a_directory(value: str) -> bool:
-    return not os.path.isdir(os.path.expanduser(value))
+    return not os.path.isdir(value)  # as click.Path(dir_okay=False) checks it: no ~ expansion
 
 
 def _readable_file(value: str) -> bool:  # click.Path(exists=True, dir_okay=False)
