@@ -145,7 +145,8 @@ def token_command(
 
     A cached token is printed without any network call; otherwise the stored refresh token is used.
     Without a usable sign-in it runs the browser login when stdin and stderr are terminals, and fails at
-    once (exit 1, with the login command to run) when they are not, as under flytekit.
+    once (exit 1, with the login command to run) when they are not, as under flytekit. It ends within
+    60 s (FLYTE_IAP_COMMAND_DEADLINE), the time spent signing in in a browser excepted.
     """
     from flyte_iap.user_tokens import get_user_id_token
 
@@ -262,6 +263,7 @@ def sa_token_command(
     application default credentials (service account key, impersonated service account, Workload
     Identity Federation, or a user login with --impersonate-service-account); the metadata server
     (GCE, GKE Workload Identity, Cloud Run). A cached token is printed without any network call.
+    It ends within 60 s (FLYTE_IAP_COMMAND_DEADLINE).
     """
     _print_sa_token(audience, impersonate_service_account, key_file, min_valid)
 

@@ -1,9 +1,9 @@
 """Fixtures for the hostile-input suite: flyte-iap run the way an attacker or a careless user would run it.
 
 Every case here once failed (issue 10); each test pins the answer that replaced the failure. What they
-share: the CLI run as a real process with no terminal (``cli``), a warm token cache (``warm_user`` /
-``warm_sa``), a way to give a path to another user (``give_away``, root only), and HTTP servers that
-misbehave on purpose (``trickle_server``). Nothing leaves 127.0.0.1.
+share: the CLI run as a real process with no terminal (``cli``), a warm token cache (``warm_user``), a
+way to give a path to another user (``give_away``, root only), and an HTTP server that misbehaves on
+purpose (``trickle_server``). Nothing leaves 127.0.0.1.
 """
 
 from __future__ import annotations
