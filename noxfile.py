@@ -157,3 +157,10 @@ def check_precision(session: nox.Session) -> None:
     """`flyte-iap check` on the layout corpus (tests/check/layouts): exact findings, precision printed."""
     _install(session, "test")
     session.run("pytest", "tests/check/test_check_layouts.py", "-q", "-s", "-p", "no:xdist", *session.posargs)
+
+
+@nox.session
+def flyte2(session: nox.Session) -> None:
+    """The Flyte 2 `flyte` SDK (CLI and Python API) through IapProxy to FakeFlyte2 (tests/flyte2)."""
+    _install(session, "flyte2")
+    session.run("pytest", "-c", "tests/flyte2/pytest.ini", "-n", "2", "--dist", "loadfile", "tests/flyte2", *session.posargs)

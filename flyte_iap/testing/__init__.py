@@ -23,6 +23,7 @@ _LAZY = {
     "FakeGoogle": "flyte_iap.testing.fake_google",
     "IapProxy": "flyte_iap.testing.iap_proxy",
     "FakeFlyteAdmin": "flyte_iap.testing.fake_flyteadmin",
+    "FakeFlyte2": "flyte_iap.testing.fake_flyte2",
 }
 
 __all__ = list(_LAZY)
