@@ -74,7 +74,7 @@ import threading
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -129,6 +129,8 @@ _HOP_BY_HOP = {
 _IAP_SET = (b"x-goog-iap-jwt-assertion", b"x-goog-authenticated-user-email", b"x-goog-authenticated-user-id")
 _CERTS_TTL = 300.0
 _MAX_HEADER_BYTES = 64 * 1024
+#: Bytes of a streamed HTTP/2 answer held for a client whose window is shut before the upstream waits.
+_HIGH_WATER = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -154,6 +156,7 @@ class Forwarded:
     email: str
     token_header: str | None  # "proxy-authorization", "authorization", or None with enforce=False
     headers: dict[str, str]
+    http_version: str = ""  # how the client spoke: "1.1" or "2"
 
 
 @dataclass
@@ -184,6 +187,8 @@ class IapProxy:
         tls: serve HTTPS/h2 with a certificate from the proxy's own CA (see :attr:`ca_cert_file`).
         tls_hostnames: the certificate's subject alternative names (DNS names or IP addresses).
         tls_valid_days: how long the certificate is valid from now (negative: already expired).
+        alpn_protocols: what the TLS handshake offers; ``("http/1.1",)`` makes TLS clients that would
+            pick HTTP/2 (the ``flyte`` SDK's pyqwest, grpcio) speak HTTP/1.1.
         project_number: for the ``aud`` of ``x-goog-iap-jwt-assertion``.
         backend_service_id: likewise.
         enforce: ``False`` lets every request through unchecked (a backend IAP does not protect).
@@ -203,6 +208,7 @@ class IapProxy:
         tls: bool = False,
         tls_hostnames: Sequence[str] = ("localhost", "127.0.0.1"),
         tls_valid_days: int = 90,
+        alpn_protocols: Sequence[str] = ("h2", "http/1.1"),
         project_number: str = "123456789012",
         backend_service_id: str = "4567890123456789012",
         enforce: bool = True,
@@ -217,6 +223,7 @@ class IapProxy:
         self.tls = tls
         self.tls_hostnames = tuple(tls_hostnames)
         self.tls_valid_days = tls_valid_days
+        self.alpn_protocols = tuple(alpn_protocols)
         self.project_number = project_number
         self.backend_service_id = backend_service_id
         self.enforce = enforce
@@ -584,7 +591,7 @@ class IapProxy:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.minimum_version = ssl.TLSVersion.TLSv1_2
         context.load_cert_chain(chain, key_file)
-        context.set_alpn_protocols(["h2", "http/1.1"])
+        context.set_alpn_protocols(list(self.alpn_protocols))
         return context
 
     # -- connections -------------------------------------------------------------------------------
@@ -695,6 +702,14 @@ class _Buffered:
         self._buffer.clear()
         return data
 
+    async def read_some(self, n: int) -> bytes:
+        """Up to ``n`` bytes: what is buffered, else what one read brings (b"" at EOF)."""
+        if self._buffer:
+            data = bytes(self._buffer[:n])
+            del self._buffer[:n]
+            return data
+        return await self._reader.read(n)
+
 
 def _parse_head(head: bytes) -> tuple[str, list[tuple[bytes, bytes]]]:
     lines = head.rstrip(b"\r\n").split(b"\r\n")
@@ -745,12 +760,97 @@ def _serialise_response(
 _REASONS = {200: "OK", 401: "Unauthorized", 403: "Forbidden", 400: "Bad Request", 502: "Bad Gateway"}
 
 
-async def _forward_http(
+class _UpstreamResponse:
+    """An HTTP/1.1 response from the upstream whose body is read as it arrives, never buffered whole.
+
+    ``framing`` is how the upstream delimits the body: ``"none"`` (HEAD, 1xx, 204, 304), ``"length"``
+    (``content-length``, passed on unchanged), ``"chunked"`` or ``"eof"`` (read until close). A
+    streamed answer (a Connect server stream is ``chunked``) thus reaches the client piece by piece,
+    without a content-length the proxy would have to compute by waiting for the end.
+    """
+
+    def __init__(
+        self,
+        status: int,
+        reason: str,
+        headers: list[tuple[bytes, bytes]],
+        framing: str,
+        *,
+        length: int = 0,
+        reader: _Buffered | None = None,
+        writer: asyncio.StreamWriter | None = None,
+        static: bytes | None = None,
+    ) -> None:
+        self.status = status
+        self.reason = reason
+        self.headers = headers
+        self.framing = framing
+        self.length = length
+        self._reader = reader
+        self._writer = writer
+        self._static = static
+
+    @classmethod
+    def bad_gateway(cls) -> _UpstreamResponse:
+        body = _BAD_GATEWAY.encode()
+        headers = [
+            (b"content-type", b"text/html; charset=UTF-8"),
+            (b"content-length", str(len(body)).encode()),
+        ]
+        return cls(502, "Bad Gateway", headers, "length", length=len(body), static=body)
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        """The body's bytes as they arrive (chunked framing removed). Raises ValueError or
+        asyncio.IncompleteReadError when the upstream breaks off or sends garbage."""
+        if self._static is not None:
+            yield self._static
+            return
+        reader = self._reader
+        if reader is None or self.framing == "none":
+            return
+        if self.framing == "length":
+            remaining = self.length
+            while remaining:
+                data = await reader.read_some(min(remaining, 65536))
+                if not data:
+                    raise asyncio.IncompleteReadError(b"", remaining)
+                remaining -= len(data)
+                yield data
+        elif self.framing == "chunked":
+            while True:
+                size_line = await reader.readuntil(b"\r\n", 1024)
+                size = int(size_line.split(b";")[0].strip(), 16)
+                if size == 0:
+                    while (await reader.readuntil(b"\r\n", _MAX_HEADER_BYTES)) != b"\r\n":
+                        pass
+                    return
+                remaining = size
+                while remaining:
+                    data = await reader.read_some(min(remaining, 65536))
+                    if not data:
+                        raise asyncio.IncompleteReadError(b"", remaining)
+                    remaining -= len(data)
+                    yield data
+                if await reader.readexactly(2) != b"\r\n":
+                    raise ValueError("chunk not followed by CRLF")
+        else:
+            while data := await reader.read_some(65536):
+                yield data
+
+    def close(self) -> None:
+        if self._writer is not None:
+            with contextlib.suppress(Exception):
+                self._writer.close()
+            self._writer = None
+
+
+async def _open_upstream(
     upstream: str | None, method: str, target: str, headers: list[tuple[bytes, bytes]], body: bytes
-) -> tuple[int, str, list[tuple[bytes, bytes]], bytes]:
-    """One HTTP/1.1 exchange with the upstream; a 502 when it cannot be reached."""
+) -> _UpstreamResponse:
+    """Send one request to the upstream over HTTP/1.1 and read the response head; a 502 when it
+    cannot be reached or answers garbage. The caller reads the body with ``chunks()`` and closes."""
     if upstream is None:
-        return 502, "Bad Gateway", [(b"content-type", b"text/html; charset=UTF-8")], _BAD_GATEWAY.encode()
+        return _UpstreamResponse.bad_gateway()
     parts = urllib.parse.urlsplit(upstream)
     tls = None
     if parts.scheme == "https":
@@ -763,7 +863,7 @@ async def _forward_http(
             asyncio.open_connection(parts.hostname, parts.port or (443 if tls else 80), ssl=tls), timeout=10
         )
     except (OSError, TimeoutError):
-        return 502, "Bad Gateway", [(b"content-type", b"text/html; charset=UTF-8")], _BAD_GATEWAY.encode()
+        return _UpstreamResponse.bad_gateway()
     try:
         connection_named = {
             t.strip().lower().encode() for t in (_get(headers, b"connection") or b"").decode().split(",") if t
@@ -778,22 +878,31 @@ async def _forward_http(
         writer.write(request)
         await writer.drain()
         buffered = _Buffered(reader, b"")
-        head = await buffered.readuntil(b"\r\n\r\n", _MAX_HEADER_BYTES)
-        status_line, response_headers = _parse_head(head)
-        code, _, reason = status_line.partition(" ")[2].partition(" ")
-        status = int(code)
-        if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
-            response_body = b""
-        elif _get(response_headers, b"transfer-encoding") or _get(response_headers, b"content-length"):
-            response_body = await _read_body(buffered, response_headers)
+        while True:
+            head = await buffered.readuntil(b"\r\n\r\n", _MAX_HEADER_BYTES)
+            status_line, response_headers = _parse_head(head)
+            code, _, reason = status_line.partition(" ")[2].partition(" ")
+            status = int(code)
+            if not 100 <= status < 200:
+                break  # interim answers (100 Continue) are the proxy's business, not the client's
+        length = _get(response_headers, b"content-length")
+        if method == "HEAD" or status in (204, 304):
+            framing, size = "none", 0
+        elif b"chunked" in (_get(response_headers, b"transfer-encoding") or b"").lower():
+            framing, size = "chunked", 0
+        elif length is not None:
+            framing, size = "length", int(length)
+            if size < 0:
+                raise ValueError("negative content-length")
         else:
-            response_body = await buffered.read_to_eof()
-        return status, reason, response_headers, response_body
+            framing, size = "eof", 0
+        return _UpstreamResponse(
+            status, reason, response_headers, framing, length=size, reader=buffered, writer=writer
+        )
     except (OSError, ValueError, asyncio.IncompleteReadError):
-        return 502, "Bad Gateway", [(b"content-type", b"text/html; charset=UTF-8")], _BAD_GATEWAY.encode()
-    finally:
         with contextlib.suppress(Exception):
             writer.close()
+        return _UpstreamResponse.bad_gateway()
 
 
 class _H1Session:
@@ -846,23 +955,49 @@ class _H1Session:
             rewritten = [(n, v) for n, v in rewritten if n != b"expect"]
             self.proxy._record_forward(
                 Forwarded(
-                    "http", method, path, verdict.claims.get("email", ""), verdict.header, _as_dict(rewritten)
+                    "http",
+                    method,
+                    path,
+                    verdict.claims.get("email", ""),
+                    verdict.header,
+                    _as_dict(rewritten),
+                    version.removeprefix("HTTP/"),
                 )
             )
-            status, reason, response_headers, response_body = await _forward_http(
-                self.proxy.http_upstream, method, target, rewritten, body
-            )
-            out = [(n, v) for n, v in response_headers if n not in _HOP_BY_HOP and n != b"content-length"]
-            if not (method == "HEAD" or status in (204, 304)):
-                out.append((b"content-length", str(len(response_body)).encode()))
-            if not keep_alive:
-                out.append((b"connection", b"close"))
-            self.writer.write(
-                _serialise_response(status, reason or _REASONS.get(status, ""), out, response_body)
-            )
-            await self.writer.drain()
+            response = await _open_upstream(self.proxy.http_upstream, method, target, rewritten, body)
+            try:
+                if not await self._relay(response, keep_alive=keep_alive, http11=version == "HTTP/1.1"):
+                    return
+            finally:
+                response.close()
             if not keep_alive:
                 return
+
+    async def _relay(self, response: _UpstreamResponse, *, keep_alive: bool, http11: bool) -> bool:
+        """Pass the upstream's answer on as it arrives; False when the connection must close."""
+        out = [(n, v) for n, v in response.headers if n not in _HOP_BY_HOP]
+        framing = response.framing
+        chunked = framing in ("chunked", "eof") and http11
+        if chunked:
+            out.append((b"transfer-encoding", b"chunked"))
+        elif framing == "eof":
+            keep_alive = False  # an HTTP/1.0 client: the end of the body is the end of the connection
+        if not keep_alive:
+            out.append((b"connection", b"close"))
+        reason = response.reason or _REASONS.get(response.status, "")
+        self.writer.write(_serialise_response(response.status, reason, out, b""))
+        await self.writer.drain()
+        try:
+            async for data in response.chunks():
+                self.writer.write(b"%x\r\n%s\r\n" % (len(data), data) if chunked else data)
+                await self.writer.drain()
+        except (ValueError, asyncio.IncompleteReadError, OSError):
+            # the upstream broke off mid-body: the client sees a truncated answer, as behind a real LB
+            return False
+        if chunked:
+            self.writer.write(b"0\r\n\r\n")
+            await self.writer.drain()
+        return keep_alive
 
 
 def _as_dict(headers: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
@@ -942,6 +1077,7 @@ class _H2Session:
         self.upstream: _H2Upstream | None = None
         self._upstream_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._window_opened = asyncio.Event()
 
     def send(self) -> None:
         data = self.conn.data_to_send()
@@ -1020,6 +1156,7 @@ class _H2Session:
             stream = self.streams.pop(event.stream_id, None)
             if stream is not None:
                 stream.finished = True
+                self._window_opened.set()  # wakes a relay waiting for this stream's window
                 if stream.up is not None and stream.up_sid is not None:
                     stream.up.reset(stream.up_sid, event.error_code)
         elif isinstance(event, h2.events.WindowUpdated):
@@ -1058,6 +1195,7 @@ class _H2Session:
                 verdict.claims.get("email", ""),
                 verdict.header,
                 _as_dict(rewritten),
+                "2",
             )
         )
         if not stream.grpc:
@@ -1099,6 +1237,8 @@ class _H2Session:
             return upstream
 
     async def _forward_http(self, stream: _Stream) -> None:
+        """Forward a non-gRPC request (Connect, REST, the console) over HTTP/1.1 and stream the answer
+        back as DATA frames as it arrives, within the client's flow-control window."""
         if stream.finished or stream.responded:
             return
         stream.responded = True
@@ -1106,14 +1246,53 @@ class _H2Session:
         authority = _get(stream.headers, b":authority")
         if authority and _get(headers, b"host") is None:
             headers.insert(0, (b"host", authority))
-        status, _, response_headers, body = await _forward_http(
+        response = await _open_upstream(
             self.proxy.http_upstream, stream.method, stream.path, headers, bytes(stream.request_body)
         )
-        out = [(b":status", str(status).encode())]
-        out += [(n, v) for n, v in response_headers if n not in _HOP_BY_HOP and n != b"content-length"]
-        out.append((b"content-length", str(len(body)).encode()))
-        stream.responded = False
-        self.respond(stream, out, body)
+        try:
+            await self._relay(stream, response)
+        finally:
+            response.close()
+
+    async def _relay(self, stream: _Stream, response: _UpstreamResponse) -> None:
+        out = [(b":status", str(response.status).encode())]
+        out += [(n, v) for n, v in response.headers if n not in _HOP_BY_HOP and n != b"host"]
+        if stream.finished:
+            return
+        try:
+            self.conn.send_headers(stream.sid, out, end_stream=response.framing == "none")
+        except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
+            stream.finished = True
+            return
+        self.send()
+        if response.framing == "none":
+            stream.to_client.done = True
+            self._maybe_finish(stream)
+            return
+        try:
+            async for data in response.chunks():
+                if stream.finished:
+                    return  # the client reset the stream
+                stream.to_client.data += data
+                _flush(self.conn, stream.sid, stream.to_client)
+                self.send()
+                await self.writer.drain()
+                # back-pressure: stop reading the upstream while the client's window is closed
+                while len(stream.to_client.data) > _HIGH_WATER and not stream.finished:
+                    self._window_opened.clear()
+                    await self._window_opened.wait()
+        except (ValueError, asyncio.IncompleteReadError, OSError):
+            if not stream.finished:
+                with contextlib.suppress(h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
+                    self.conn.reset_stream(stream.sid, h2.errors.ErrorCodes.INTERNAL_ERROR)
+                stream.finished = True
+                self.streams.pop(stream.sid, None)
+                self.send()
+            return
+        stream.to_client.end = True
+        _flush(self.conn, stream.sid, stream.to_client)
+        self._maybe_finish(stream)
+        self.send()
 
     def respond(self, stream: _Stream, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
         """A complete response from the proxy itself (rejection, 502, or a translated HTTP/1.1 reply)."""
@@ -1144,6 +1323,7 @@ class _H2Session:
             _flush(self.conn, stream.sid, stream.to_client)
             self._maybe_finish(stream)
         self.send()
+        self._window_opened.set()
 
     def _maybe_finish(self, stream: _Stream) -> None:
         if stream.to_client.done:
