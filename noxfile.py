@@ -163,4 +163,14 @@ def check_precision(session: nox.Session) -> None:
 def flyte2(session: nox.Session) -> None:
     """The Flyte 2 `flyte` SDK (CLI and Python API) through IapProxy to FakeFlyte2 (tests/flyte2)."""
     _install(session, "flyte2")
-    session.run("pytest", "-c", "tests/flyte2/pytest.ini", "-n", "2", "--dist", "loadfile", "tests/flyte2", *session.posargs)
+    session.run(
+        "pytest",
+        "-c",
+        "tests/flyte2/pytest.ini",
+        "-n",
+        "2",
+        "--dist",
+        "loadfile",
+        "tests/flyte2",
+        *session.posargs,
+    )

@@ -12,6 +12,8 @@ Example::
     text = render(config)  # YAML with a comment header
     write(text, "~/.flyte/config.yaml", force=False)  # atomic, 0600, refuses to overwrite
 
+With ``sdk="flyte2"`` the file is for the ``flyte`` SDK 2.x instead (:func:`build_flyte2`).
+
 One file serves flytekit (``pyflyte``, ``FlyteRemote``, >= 1.10) and flytectl (>= 0.8.18): both read
 ``admin.endpoint``, ``admin.insecure``, ``admin.caCertFilePath``, ``admin.proxyCommand`` and
 ``admin.authType``. The proxy command is ``flyte-iap token`` for people and ``flyte-iap sa-token`` for CI
@@ -54,6 +56,8 @@ from flyte_iap.private_file import write_private_file
 
 ADMIN_AUTH_TYPES = {"none": None, "pkce": "Pkce", "client-secret": "ClientSecret"}
 MODES = ("user", "service-account")
+#: Which client reads the file: flytekit/flytectl (Flyte 1) or the ``flyte`` SDK 2.x (Flyte 2).
+SDKS = ("flytekit", "flyte2")
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,10 @@ class ClientConfig:
         insecure: plaintext gRPC/HTTP (local tests only; IAP serves HTTPS). Default: from the scheme.
         ca_cert_file: a PEM bundle to trust instead of the system roots (``caCertFilePath``).
         command: how to invoke flyte-iap: ``flyte-iap`` (found on ``PATH``) or an absolute path.
+        sdk: ``flytekit`` (Flyte 1: ``admin.proxyCommand``) or ``flyte2`` (the ``flyte`` SDK 2.x:
+            ``authType: ExternalCommand`` + ``admin.command``; see :func:`build_flyte2`).
+        project: ``flyte2``: the default project (``task.project``), optional.
+        domain: ``flyte2``: the default domain (``task.domain``), optional.
     """
 
     endpoint: str
@@ -87,6 +95,9 @@ class ClientConfig:
     insecure: bool | None = None
     ca_cert_file: str | None = None
     command: str = "flyte-iap"
+    sdk: str = "flytekit"
+    project: str | None = None
+    domain: str | None = None
 
 
 def split_endpoint(endpoint: str) -> tuple[str, int | None, bool | None]:
@@ -187,6 +198,14 @@ def build(config: ClientConfig) -> dict[str, Any]:
     Raises:
         ConfigurationError: missing or contradictory settings.
     """
+    if config.sdk not in SDKS:
+        raise ConfigurationError(f"unknown SDK {config.sdk!r}", "use flytekit (Flyte 1) or flyte2")
+    if config.sdk == "flyte2":
+        return build_flyte2(config)
+    if config.project or config.domain:
+        raise ConfigurationError(
+            "--project and --domain are written for the flyte SDK (Flyte 2) only", "add --sdk flyte2"
+        )
     if not config.audience or not config.audience.strip():
         raise ConfigurationError("no audience", "pass --audience, the IAP OAuth client ID")
     host, port, scheme_insecure = split_endpoint(config.endpoint)
@@ -223,6 +242,68 @@ def build(config: ClientConfig) -> dict[str, Any]:
     }
 
 
+def build_flyte2(config: ClientConfig) -> dict[str, Any]:
+    """The configuration for the ``flyte`` SDK 2.x (Flyte 2) as a dict, validated.
+
+    The SDK's ``admin.proxyCommand`` is broken in flyte 2.12.1 (``_initialize.py`` passes
+    ``command=None`` and ``factory.get_async_proxy_authenticator`` passes ``command=`` again: a
+    ``TypeError``), so the token command goes in ``admin.command`` with ``authType: ExternalCommand``
+    (flyte 2.12.1 wheel: ``flyte/config/_internal.py`` keys, ``flyte/remote/_client/auth/_authenticators/
+    factory.py``). The SDK sends its stdout as ``authorization: Bearer <token>``, which IAP accepts; it
+    runs the command only after a ``401`` and keeps the token in the keyring under ``host:port``.
+    Its auth interceptors are skipped when ``admin.insecure`` is true (``auth/_session.py``), so a
+    plaintext endpoint can never carry a token to IAP.
+
+    Args:
+        config: the settings (``sdk="flyte2"``).
+
+    Returns:
+        ``{"admin": {...}, "console": {...}}`` and, with a project or domain, ``{"task": {...}}``.
+
+    Raises:
+        ConfigurationError: missing or contradictory settings, or settings Flyte 2 has no use for.
+    """
+    if not config.audience or not config.audience.strip():
+        raise ConfigurationError("no audience", "pass --audience, the IAP OAuth client ID")
+    host, port, scheme_insecure = split_endpoint(config.endpoint)
+    path = urlsplit(config.endpoint if "://" in config.endpoint else "//" + config.endpoint).path
+    if config.endpoint.strip().startswith("dns:///"):
+        path = urlsplit("//" + config.endpoint.strip()[len("dns:///") :]).path
+    if path.strip("/"):
+        raise ConfigurationError(
+            f"endpoint {config.endpoint!r} has a path ({path}); the flyte SDK calls /<service>/<method> "
+            "at the root of the host",
+            "give only the host: https://flyte.example.com (the API and console share one host behind IAP)",
+        )
+    if config.insecure or scheme_insecure:
+        raise ConfigurationError(
+            "insecure (plaintext) endpoint: the flyte SDK sends no credentials when admin.insecure is true, "
+            "so IAP would reject every call",
+            "use the https:// endpoint IAP serves (and --ca-cert for a private CA)",
+        )
+    if config.admin_auth != "none" or config.admin_client_id:
+        raise ConfigurationError(
+            "--admin-auth has no Flyte 2 counterpart: the Flyte 2 backend has no auth of its own behind IAP",
+            "drop --admin-auth and the --admin-client-* options",
+        )
+    admin: dict[str, Any] = {
+        "endpoint": "dns:///" + _hostport(host, port, default=443),
+        "insecure": False,
+        "authType": "ExternalCommand",
+        "command": proxy_command(config),
+    }
+    if config.ca_cert_file:
+        admin["caCertFilePath"] = str(Path(config.ca_cert_file).expanduser().resolve())
+    data: dict[str, Any] = {
+        "admin": admin,
+        "console": {"endpoint": f"https://{_hostport(host, port, default=443)}"},
+    }
+    task = {k: v for k, v in (("project", config.project), ("domain", config.domain)) if v}
+    if task:
+        data["task"] = task
+    return data
+
+
 def _auth_type(config: ClientConfig) -> str | None:
     if config.admin_auth not in ADMIN_AUTH_TYPES:
         choices = ", ".join(ADMIN_AUTH_TYPES)
@@ -254,9 +335,33 @@ def _scalar(value: Any) -> str:
     return json.dumps(value)
 
 
+def _header_flyte2(config: ClientConfig, data: dict[str, Any]) -> list[str]:
+    from flyte_iap import DOCS_URL
+
+    lines = [
+        f"# flyte SDK (Flyte 2) configuration for {data['admin']['endpoint'][len('dns:///') :]} behind IAP,",
+        "# written by `flyte-iap config --sdk flyte2` for flyte >= 2.12.",
+        "#",
+        "# authType ExternalCommand runs admin.command after the first 401 and sends its stdout, a Google ID",
+        "# token for the IAP OAuth client, as `authorization: Bearer ...`; the token is kept in the keyring",
+        "# under this endpoint until IAP rejects it. (admin.proxyCommand is broken in flyte 2.12.1.)",
+        "# The command runs without a shell: flyte-iap must be on the PATH of the process running flyte",
+        "# (or an absolute path: flyte-iap config --absolute-command).",
+    ]
+    if config.mode == "user":
+        login = ["flyte-iap", "login", "--audience", config.audience]
+        if config.client_id:
+            login += ["--client-id", config.client_id]
+        lines += ["#", "# Sign in once, in a terminal, before the first use:", "#   " + " ".join(login)]
+    lines += ["#", f"# Guide: {DOCS_URL}/flyte2/client.html"]
+    return lines
+
+
 def _header(config: ClientConfig, data: dict[str, Any]) -> list[str]:
     from flyte_iap import DOCS_URL
 
+    if config.sdk == "flyte2":
+        return _header_flyte2(config, data)
     admin = data["admin"]
     lines = [
         f"# Flyte client configuration for {admin['endpoint'][len('dns:///') :]} behind IAP,",

@@ -73,6 +73,16 @@ if TYPE_CHECKING:
     help="Write the file (0600, atomically) instead of printing it, e.g. ~/.flyte/config.yaml.",
 )
 @click.option("--force", is_flag=True, help="With --output: replace an existing file.")
+@option(
+    "--sdk",
+    type=click.Choice(["flytekit", "flyte2"]),
+    default="flytekit",
+    show_default=True,
+    help="flytekit/flytectl (Flyte 1: admin.proxyCommand) or the flyte SDK 2.x (Flyte 2: authType "
+    "ExternalCommand with admin.command).",
+)
+@click.option("--project", metavar="NAME", help="With --sdk flyte2: the default project (task.project).")
+@click.option("--domain", metavar="NAME", help="With --sdk flyte2: the default domain (task.domain).")
 def config_command(
     endpoint: str,
     audience: str,
@@ -88,8 +98,14 @@ def config_command(
     absolute_command: bool,
     output: str | None,
     force: bool,
+    sdk: str,
+    project: str | None,
+    domain: str | None,
 ) -> None:
-    """Print a Flyte client config (~/.flyte/config.yaml) for flytekit and flytectl behind IAP."""
+    """Print a Flyte client config (~/.flyte/config.yaml) for flytekit and flytectl behind IAP.
+
+    With --sdk flyte2, the config for the flyte SDK 2.x (Flyte 2) instead.
+    """
     from flyte_iap import client_config
 
     settings = client_config.ClientConfig(
@@ -105,6 +121,9 @@ def config_command(
         insecure=insecure,
         ca_cert_file=ca_cert,
         command=client_config.installed_command() if absolute_command else "flyte-iap",
+        sdk=sdk,
+        project=project,
+        domain=domain,
     )
     text = client_config.render(settings)
     echo_warnings(client_config.audience_warnings(audience))
