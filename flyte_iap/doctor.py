@@ -66,6 +66,11 @@ CHECKS = {
     "iap-accepts": "IAP accepts the token",
     "grpc": "gRPC through IAP reaches flyteadmin",
 }
+#: the checks only ``--sdk flyte2`` runs (flyte_iap.doctor_flyte2), with the ones above but grpc
+FLYTE2_CHECKS = {
+    "flyte2-config": "the flyte SDK's config file can get through IAP",
+    "connect": "a Connect call through IAP reaches the Flyte 2 backend",
+}
 _IAP_HEADER = "x-goog-iap-generated-response"
 _HEALTH_METHOD = "/grpc.health.v1.Health/Check"
 # grpc.health.v1.HealthCheckRequest{service: "flyteadmin"}, encoded by hand: grpcio has no health
@@ -86,7 +91,7 @@ class Check:
     @property
     def title(self) -> str:
         """What the check verifies, in words."""
-        return CHECKS[self.name]
+        return CHECKS.get(self.name) or FLYTE2_CHECKS[self.name]
 
 
 @dataclass
@@ -346,7 +351,7 @@ def _check_dns(host: str, port: int) -> Check:
 
 
 def _check_tls(
-    host: str, port: int, ca_cert: str | None, timeout: float, min_days: int
+    host: str, port: int, ca_cert: str | None, timeout: float, min_days: int, *, require_h2: bool = True
 ) -> tuple[Check, bool]:
     """The check, and whether a verified connection is possible (for the checks that follow)."""
     try:
@@ -386,7 +391,7 @@ def _check_tls(
             "status (kubectl describe managedcertificate) and that DNS still points at the load balancer; "
             "see " + _doc("deploy/certificate.html"),
         ), True
-    if alpn != "h2":
+    if alpn != "h2" and require_h2:
         return Check(
             "tls",
             FAIL,
@@ -395,7 +400,8 @@ def _check_tls(
             "that only speaks HTTP/1.1; see " + _doc("deploy/grpc-backend.html"),
         ), True
     left = f", valid for {days:.0f} more days" if days is not None else ""
-    return Check("tls", PASS, f"certificate valid for {host}{left} ({version}, HTTP/2 offered)"), True
+    offered = "HTTP/2 offered" if alpn == "h2" else "HTTP/1.1 only"
+    return Check("tls", PASS, f"certificate valid for {host}{left} ({version}, {offered})"), True
 
 
 def _tls_failure(

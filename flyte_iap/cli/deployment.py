@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gc
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -187,6 +187,14 @@ def config_command(
     show_default=True,
     help="text: one line per check; json: a machine-readable report.",
 )
+@option(
+    "--sdk",
+    type=click.Choice(["flytekit", "flyte2"]),
+    default="flytekit",
+    show_default=True,
+    help="flytekit: Flyte 1 (HTTP and gRPC checks); flyte2: the flyte SDK 2.x (its config file and a "
+    "Connect call).",
+)
 def doctor_command(
     endpoint: str | None,
     audience: str | None,
@@ -198,6 +206,7 @@ def doctor_command(
     ca_cert: str | None,
     timeout: float,
     output_format: str,
+    sdk: str,
 ) -> None:
     """Check a deployment behind IAP from here: DNS, TLS, IAP, the token, HTTP and gRPC through IAP.
 
@@ -205,42 +214,61 @@ def doctor_command(
     would use): the endpoint, the proxy command's --audience, its token mode and --client-id, and the
     CA file. Prints one line per check (PASS, FAIL or SKIP) and, for a failure, how to fix it. Exits 0
     only when every check passed.
+
+    With --sdk flyte2 the checks are those of the flyte SDK 2.x: its config file (--config, else the
+    one the SDK would read) is checked, its admin.command mints the token, and a Connect call goes
+    through IAP; the endpoint and audience default to that file's admin.endpoint and --audience.
     """
     import json
 
     from flyte_iap import client_config
     from flyte_iap.doctor import FAIL, PASS, run_checks
 
-    if endpoint is None or audience is None:
-        loaded = _doctor_config(config_file)
-        endpoint = endpoint or loaded.endpoint
-        if audience is None:
-            audience = loaded.audience
-            # the token mode travels with the audience: both describe the same proxy command
-            client_id = client_id or loaded.client_id
-            service_account = service_account or loaded.mode == "service-account"
-            impersonate_service_account = impersonate_service_account or loaded.impersonate_service_account
-            key_file = key_file or loaded.key_file
-        ca_cert = ca_cert or loaded.ca_cert_file
-        if audience is None:
-            from flyte_iap.errors import ConfigurationError
+    if sdk == "flyte2":
+        report = _doctor_flyte2(
+            endpoint,
+            audience,
+            flyte_config=config_file,
+            service_account=service_account,
+            impersonate_service_account=impersonate_service_account,
+            key_file=key_file,
+            client_id=client_id,
+            ca_cert=ca_cert,
+            timeout=timeout,
+        )
+    else:
+        if endpoint is None or audience is None:
+            loaded = _doctor_config(config_file)
+            endpoint = endpoint or loaded.endpoint
+            if audience is None:
+                audience = loaded.audience
+                # the token mode travels with the audience: both describe the same proxy command
+                client_id = client_id or loaded.client_id
+                service_account = service_account or loaded.mode == "service-account"
+                impersonate_service_account = (
+                    impersonate_service_account or loaded.impersonate_service_account
+                )
+                key_file = key_file or loaded.key_file
+            ca_cert = ca_cert or loaded.ca_cert_file
+            if audience is None:
+                from flyte_iap.errors import ConfigurationError
 
-            raise ConfigurationError(
-                f"{loaded.path} has no flyte-iap proxy command to take the audience from",
-                "pass --audience, the IAP OAuth client ID (or write the file with flyte-iap config)",
-            )
-        click.echo(f"settings from {loaded.path}: endpoint {endpoint}, audience {audience}", err=True)
-    echo_warnings(client_config.audience_warnings(audience))
-    report = run_checks(
-        endpoint,
-        audience,
-        service_account=service_account,
-        impersonate_service_account=impersonate_service_account,
-        key_file=key_file,
-        client_id=client_id,
-        ca_cert=ca_cert,
-        timeout=timeout,
-    )
+                raise ConfigurationError(
+                    f"{loaded.path} has no flyte-iap proxy command to take the audience from",
+                    "pass --audience, the IAP OAuth client ID (or write the file with flyte-iap config)",
+                )
+            click.echo(f"settings from {loaded.path}: endpoint {endpoint}, audience {audience}", err=True)
+        echo_warnings(client_config.audience_warnings(audience))
+        report = run_checks(
+            endpoint,
+            audience,
+            service_account=service_account,
+            impersonate_service_account=impersonate_service_account,
+            key_file=key_file,
+            client_id=client_id,
+            ca_cert=ca_cert,
+            timeout=timeout,
+        )
     if output_format == "json":
         click.echo(json.dumps(report.as_dict(), indent=2))
     else:
@@ -269,6 +297,57 @@ def _doctor_config(config_file: str | None) -> LoadedConfig:
             "reads $FLYTECTL_CONFIG, else ~/.flyte/config.yaml)",
         )
     return client_config.read_config(path)
+
+
+def _doctor_flyte2(
+    endpoint: str | None, audience: str | None, *, flyte_config: str | None, **token: Any
+) -> Any:
+    """doctor --sdk flyte2: the config file the SDK would read (or --config) mints the token."""
+    import flyte_iap
+    from flyte_iap.doctor_flyte2 import find_flyte_config, run_flyte2_checks, settings_from_config
+    from flyte_iap.errors import ConfigurationError
+
+    if flyte_config is None:
+        found = find_flyte_config()
+        flyte_config = str(found) if found else None
+    if (endpoint is None or audience is None) and flyte_config is not None:
+        from_file = settings_from_config(flyte_config)
+        endpoint = endpoint or from_file[0]
+        audience = audience or from_file[1]
+        click.echo(f"settings from {flyte_config}: endpoint {endpoint}, audience {audience}", err=True)
+    if endpoint is None or audience is None:
+        raise ConfigurationError(
+            "no --endpoint and --audience, and no flyte SDK config to read them from",
+            "pass --endpoint and --audience, or --config FILE (flyte-iap config --sdk flyte2 writes one)",
+        )
+    provider = None
+    sa = token["service_account"] or token["impersonate_service_account"] or token["key_file"]
+    if flyte_config is not None and (sa or token["client_id"]):
+        echo_warnings(
+            [
+                f"the token comes from admin.command in {flyte_config}, as the flyte SDK gets it; "
+                "--service-account, --impersonate-service-account, --key-file and --client-id are not used"
+            ]
+        )
+    if flyte_config is None:
+
+        def provider() -> str:
+            if sa:
+                return flyte_iap.get_service_account_id_token(
+                    audience,
+                    impersonate_service_account=token["impersonate_service_account"],
+                    key_file=token["key_file"],
+                )
+            return flyte_iap.get_user_id_token(audience, client_id=token["client_id"], interactive=False)
+
+    return run_flyte2_checks(
+        endpoint,
+        audience,
+        flyte_config=flyte_config,
+        ca_cert=token["ca_cert"],
+        timeout=token["timeout"],
+        token_provider=provider,
+    )
 
 
 # -- manifest checks: check (flyte_iap.manifest_check) -----------------------------------------------
