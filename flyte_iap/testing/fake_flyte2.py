@@ -40,11 +40,13 @@ Why it looks like this (flyte 2.12.1, flyteidl2 2.0.51, flyteorg/flyte@v2.0.43):
   ``runs/service/identity.go``); :attr:`identity_header` (default IAP's ``x-goog-iap-jwt-assertion``)
   is decoded the same way into :attr:`Call.identity`.
 
-A watch stream sends ``stream_phases`` (queued, running, succeeded by default) one message every
-``stream_interval`` seconds, flushing each as its own HTTP chunk, so a proxy that buffers shows up as
-messages arriving together. Request bodies over ``max_body`` bytes (compressed or not) get
-``resource_exhausted``. Needs ``flyteidl2`` (the ``flyte`` SDK's protobuf package) at :meth:`start`;
-importing this module needs only the standard library.
+A run walks through ``stream_phases`` (queued, running, succeeded by default), one every
+``stream_interval`` seconds from its first watch; a watch stream sends the current phase, then each
+later one as it is reached, flushing each message as its own HTTP chunk (so a proxy that buffers shows
+up as messages arriving together), and ends after the last. A client that re-subscribes (after a load
+balancer cut the stream) gets the current phase, not the run's history. Request bodies over
+``max_body`` bytes (compressed or not) get ``resource_exhausted``. Needs ``flyteidl2`` (the ``flyte``
+SDK's protobuf package) at :meth:`start`; importing this module needs only the standard library.
 """
 
 from __future__ import annotations
@@ -163,6 +165,7 @@ class FakeFlyte2:
         self.calls: list[Call] = []
         #: (run name, index of the message in its stream, time.monotonic() when it was written)
         self.stream_sent: list[tuple[str, int, float]] = []
+        self._watch_started: dict[str, float] = {}
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._server: ThreadingHTTPServer | None = None
@@ -226,6 +229,7 @@ class FakeFlyte2:
         with self._lock:
             self.calls.clear()
             self.stream_sent.clear()
+            self._watch_started.clear()
 
     def _record(self, call: Call) -> None:
         with self._lock:
@@ -331,12 +335,25 @@ class FakeFlyte2:
         )
 
     def _phases(self, name: str, org: str, wrap: Callable[[Any], Any]) -> Iterator[Any]:
-        for index, phase in enumerate(self.stream_phases):
-            if index and self._stopping.wait(self.stream_interval):
+        # The run's clock starts at its first watch; every subscription first sends the phase the run
+        # is in now, then each later one when it is reached, as a backend's watch does (snapshot, then
+        # updates). A client that re-subscribes after a cut-off stream thus picks up where it is.
+        with self._lock:
+            started = self._watch_started.setdefault(name, time.monotonic())
+        last = len(self.stream_phases) - 1
+        sent = -1
+        while True:
+            index = min(int((time.monotonic() - started) / self.stream_interval), last)
+            if index != sent:
+                yield wrap(self._action_details(name, org, self.stream_phases[index]))
+                with self._lock:
+                    self.stream_sent.append((name, index, time.monotonic()))
+                sent = index
+            if index == last:
                 return
-            yield wrap(self._action_details(name, org, phase))
-            with self._lock:
-                self.stream_sent.append((name, index, time.monotonic()))
+            wait = started + (index + 1) * self.stream_interval - time.monotonic()
+            if self._stopping.wait(max(wait, 0.0)):
+                return
 
     def _watch_action_details(self, request: Any) -> Any:
         name, org = request.action_id.run.name, request.action_id.run.org

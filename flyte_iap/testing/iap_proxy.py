@@ -189,6 +189,10 @@ class IapProxy:
         tls_valid_days: how long the certificate is valid from now (negative: already expired).
         alpn_protocols: what the TLS handshake offers; ``("http/1.1",)`` makes TLS clients that would
             pick HTTP/2 (the ``flyte`` SDK's pyqwest, grpcio) speak HTTP/1.1.
+        response_timeout: the backend service's ``timeoutSec`` for HTTP (not gRPC) requests: how long
+            a *complete* answer may take, not an idle timeout (Google's external Application Load
+            Balancer). No answer by then: ``504``; a body still streaming: cut off (HTTP/1.1: the
+            connection closes without the last chunk; HTTP/2: ``RST_STREAM``). ``None``: no limit.
         project_number: for the ``aud`` of ``x-goog-iap-jwt-assertion``.
         backend_service_id: likewise.
         enforce: ``False`` lets every request through unchecked (a backend IAP does not protect).
@@ -209,6 +213,7 @@ class IapProxy:
         tls_hostnames: Sequence[str] = ("localhost", "127.0.0.1"),
         tls_valid_days: int = 90,
         alpn_protocols: Sequence[str] = ("h2", "http/1.1"),
+        response_timeout: float | None = None,
         project_number: str = "123456789012",
         backend_service_id: str = "4567890123456789012",
         enforce: bool = True,
@@ -224,6 +229,9 @@ class IapProxy:
         self.tls_hostnames = tuple(tls_hostnames)
         self.tls_valid_days = tls_valid_days
         self.alpn_protocols = tuple(alpn_protocols)
+        self.response_timeout = response_timeout
+        #: answers cut off or turned into 504 by ``response_timeout``
+        self.timed_out = 0
         self.project_number = project_number
         self.backend_service_id = backend_service_id
         self.enforce = enforce
@@ -844,6 +852,46 @@ class _UpstreamResponse:
             self._writer = None
 
 
+_GATEWAY_TIMEOUT = b"upstream request timeout"
+
+
+async def _open_timed(
+    proxy: IapProxy, method: str, target: str, headers: list[tuple[bytes, bytes]], body: bytes
+) -> tuple[_UpstreamResponse, float | None]:
+    """:func:`_open_upstream` under ``proxy.response_timeout``: the answer and the loop time by which
+    its body must be complete (``None``: no limit). A head that comes too late is a 504."""
+    if proxy.response_timeout is None:
+        return await _open_upstream(proxy.http_upstream, method, target, headers, body), None
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + proxy.response_timeout
+    try:
+        opened = _open_upstream(proxy.http_upstream, method, target, headers, body)
+        return await asyncio.wait_for(opened, proxy.response_timeout), deadline
+    except TimeoutError:
+        proxy.timed_out += 1
+        head = [(b"content-type", b"text/plain"), (b"content-length", b"%d" % len(_GATEWAY_TIMEOUT))]
+        return _UpstreamResponse(504, "Gateway Timeout", head, "length", static=_GATEWAY_TIMEOUT), None
+
+
+async def _timed_chunks(response: _UpstreamResponse, deadline: float | None) -> AsyncIterator[bytes]:
+    """The body's pieces; TimeoutError once ``deadline`` (loop time) passes mid-body."""
+    chunks = response.chunks()
+    loop = asyncio.get_running_loop()
+    try:
+        while True:
+            try:
+                if deadline is None:
+                    data = await anext(chunks)
+                else:
+                    data = await asyncio.wait_for(anext(chunks), max(0.0, deadline - loop.time()))
+            except StopAsyncIteration:
+                return
+            yield data
+    finally:
+        with contextlib.suppress(Exception):
+            await chunks.aclose()
+
+
 async def _open_upstream(
     upstream: str | None, method: str, target: str, headers: list[tuple[bytes, bytes]], body: bytes
 ) -> _UpstreamResponse:
@@ -964,16 +1012,19 @@ class _H1Session:
                     version.removeprefix("HTTP/"),
                 )
             )
-            response = await _open_upstream(self.proxy.http_upstream, method, target, rewritten, body)
+            response, deadline = await _open_timed(self.proxy, method, target, rewritten, body)
             try:
-                if not await self._relay(response, keep_alive=keep_alive, http11=version == "HTTP/1.1"):
+                http11 = version == "HTTP/1.1"
+                if not await self._relay(response, deadline, keep_alive=keep_alive, http11=http11):
                     return
             finally:
                 response.close()
             if not keep_alive:
                 return
 
-    async def _relay(self, response: _UpstreamResponse, *, keep_alive: bool, http11: bool) -> bool:
+    async def _relay(
+        self, response: _UpstreamResponse, deadline: float | None, *, keep_alive: bool, http11: bool
+    ) -> bool:
         """Pass the upstream's answer on as it arrives; False when the connection must close."""
         out = [(n, v) for n, v in response.headers if n not in _HOP_BY_HOP]
         framing = response.framing
@@ -988,9 +1039,12 @@ class _H1Session:
         self.writer.write(_serialise_response(response.status, reason, out, b""))
         await self.writer.drain()
         try:
-            async for data in response.chunks():
+            async for data in _timed_chunks(response, deadline):
                 self.writer.write(b"%x\r\n%s\r\n" % (len(data), data) if chunked else data)
                 await self.writer.drain()
+        except TimeoutError:
+            self.proxy.timed_out += 1
+            return False  # the load balancer's timeoutSec ran out mid-body
         except (ValueError, asyncio.IncompleteReadError, OSError):
             # the upstream broke off mid-body: the client sees a truncated answer, as behind a real LB
             return False
@@ -1246,15 +1300,15 @@ class _H2Session:
         authority = _get(stream.headers, b":authority")
         if authority and _get(headers, b"host") is None:
             headers.insert(0, (b"host", authority))
-        response = await _open_upstream(
-            self.proxy.http_upstream, stream.method, stream.path, headers, bytes(stream.request_body)
+        response, deadline = await _open_timed(
+            self.proxy, stream.method, stream.path, headers, bytes(stream.request_body)
         )
         try:
-            await self._relay(stream, response)
+            await self._relay(stream, response, deadline)
         finally:
             response.close()
 
-    async def _relay(self, stream: _Stream, response: _UpstreamResponse) -> None:
+    async def _relay(self, stream: _Stream, response: _UpstreamResponse, deadline: float | None) -> None:
         out = [(b":status", str(response.status).encode())]
         out += [(n, v) for n, v in response.headers if n not in _HOP_BY_HOP and n != b"host"]
         if stream.finished:
@@ -1270,7 +1324,7 @@ class _H2Session:
             self._maybe_finish(stream)
             return
         try:
-            async for data in response.chunks():
+            async for data in _timed_chunks(response, deadline):
                 if stream.finished:
                     return  # the client reset the stream
                 stream.to_client.data += data
@@ -1281,17 +1335,25 @@ class _H2Session:
                 while len(stream.to_client.data) > _HIGH_WATER and not stream.finished:
                     self._window_opened.clear()
                     await self._window_opened.wait()
+        except TimeoutError:
+            self.proxy.timed_out += 1
+            self._reset(stream, h2.errors.ErrorCodes.CANCEL)
+            return
         except (ValueError, asyncio.IncompleteReadError, OSError):
-            if not stream.finished:
-                with contextlib.suppress(h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
-                    self.conn.reset_stream(stream.sid, h2.errors.ErrorCodes.INTERNAL_ERROR)
-                stream.finished = True
-                self.streams.pop(stream.sid, None)
-                self.send()
+            self._reset(stream, h2.errors.ErrorCodes.INTERNAL_ERROR)
             return
         stream.to_client.end = True
         _flush(self.conn, stream.sid, stream.to_client)
         self._maybe_finish(stream)
+        self.send()
+
+    def _reset(self, stream: _Stream, code: int) -> None:
+        if stream.finished:
+            return
+        with contextlib.suppress(h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
+            self.conn.reset_stream(stream.sid, code)
+        stream.finished = True
+        self.streams.pop(stream.sid, None)
         self.send()
 
     def respond(self, stream: _Stream, headers: list[tuple[bytes, bytes]], body: bytes) -> None:

@@ -153,6 +153,28 @@ def test_watch_stream_arrives_message_by_message_through_iap(
     assert counting_command.runs == 1
 
 
+@pytest.mark.parametrize("alpn", [("h2", "http/1.1"), ("http/1.1",)])
+def test_watch_cut_by_the_backend_service_timeout_is_resubscribed_by_the_sdk(
+    make_iap,
+    flyte2: FakeFlyte2,
+    fake_google: FakeGoogle,
+    counting_command: CountingCommand,
+    alpn: tuple[str, ...],
+) -> None:
+    # timeoutSec bounds a whole response, not idle time: a watch longer than it is cut off.
+    # flyte's ActionDetails.watch (remote/_action.py) re-subscribes after a transient cut.
+    flyte2.stream_interval = 0.8  # phases at 0, 0.8, 1.6 s after the first watch
+    iap = make_iap(alpn_protocols=alpn, response_timeout=1.0)
+    command = [str(counting_command.path), "sa-token", "--audience", fake_google.IAP_CLIENT_ID]
+
+    result = _api("init", f"dns:///{iap.endpoint}", str(iap.ca_cert_file), *command)
+
+    assert [phase for phase, _ in result["watch"]][-1] == "succeeded"
+    assert iap.timed_out >= 1
+    watches = [f for f in iap.forwarded if f.path.endswith("/WatchActionDetails")]
+    assert len(watches) >= 2
+
+
 def test_without_credentials_every_call_is_rejected_and_nothing_reaches_flyte(
     write_config: WriteConfig, iap: IapProxy, flyte2: FakeFlyte2, fake_google: FakeGoogle
 ) -> None:

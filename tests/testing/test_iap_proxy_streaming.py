@@ -53,6 +53,11 @@ class _Upstream(BaseHTTPRequestHandler):
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
+        elif self.path == "/slow":
+            time.sleep(1.0)
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
         elif self.path == "/broken":
             self.send_response(200)
             self.send_header("Content-Type", "application/connect+proto")
@@ -218,3 +223,36 @@ def test_alpn_without_h2_makes_tls_clients_speak_http11(make_proxy: ProxyFactory
         context.wrap_socket(raw, server_hostname="localhost") as sock,
     ):
         assert sock.selected_alpn_protocol() == "http/1.1"
+
+
+def test_response_timeout_cuts_a_stream_mid_body_like_the_backend_service_timeout(
+    make_proxy: ProxyFactory, upstream: tuple[str, list[float]], token: str
+) -> None:
+    proxy = make_proxy(http_upstream=upstream[0], response_timeout=0.6)  # pieces at 0, 0.4, 0.8 s
+    conn = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=10)
+    conn.request("POST", "/stream", body=b"x", headers={"authorization": f"Bearer {token}"})
+    response = conn.getresponse()
+    with pytest.raises(http.client.IncompleteRead) as caught:
+        response.read()
+    assert caught.value.partial == PIECES[0] + PIECES[1]
+    assert proxy.timed_out == 1
+    conn.close()
+
+
+def test_response_timeout_before_any_answer_is_a_504(
+    make_proxy: ProxyFactory, upstream: tuple[str, list[float]], token: str
+) -> None:
+    proxy = make_proxy(http_upstream=upstream[0], response_timeout=0.3)
+    conn = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=10)
+    conn.request("POST", "/slow", body=b"x", headers={"authorization": f"Bearer {token}"})
+    assert conn.getresponse().status == 504
+    conn.close()
+
+
+def test_http2_response_timeout_resets_the_stream(
+    make_proxy: ProxyFactory, upstream: tuple[str, list[float]], token: str
+) -> None:
+    proxy = make_proxy(http_upstream=upstream[0], tls=True, response_timeout=0.6)
+    with pytest.raises(ConnectionError, match="stream reset"):
+        _h2_stream(proxy, "/stream", token)
+    assert proxy.timed_out == 1
