@@ -77,6 +77,8 @@ def _serve(args: argparse.Namespace) -> int:
         # Further fakes (IAP proxy, flyteadmin) start here on `stack` and add their lines to `exports`.
         if args.flyteadmin:
             exports.update(_serve_flyte(args, google, stack))
+        if args.flyte2:
+            exports.update(_serve_flyte2(args, google, stack))
 
         for name, value in exports.items():
             print(f"export {name}={shlex.quote(value)}")
@@ -124,6 +126,35 @@ def _serve_flyte(args: argparse.Namespace, google: Any, stack: contextlib.ExitSt
     return exports
 
 
+def _serve_flyte2(args: argparse.Namespace, google: Any, stack: contextlib.ExitStack) -> dict[str, str]:
+    """Start FakeFlyte2 (the Flyte 2 control plane) and an IapProxy in front of it."""
+    from flyte_iap.testing.fake_flyte2 import FakeFlyte2
+    from flyte_iap.testing.iap_proxy import IapProxy
+
+    flyte2 = stack.enter_context(FakeFlyte2())
+    flyte2.add_run("r-first-run")
+    allowed = [google.user_email, google.metadata_service_account, *args.allow]
+    proxy = stack.enter_context(
+        IapProxy(
+            google.IAP_CLIENT_ID,
+            certs_url=google.certs_url,
+            allowed=allowed,
+            http_upstream=flyte2.url,
+            tls=args.tls,
+            port=args.flyte2_iap_port,
+        )
+    )
+    exports = {
+        # flyte-iap config --sdk flyte2 --endpoint; the flyte SDK sends no token over plain HTTP
+        "FLYTE_IAP_TEST_FLYTE2_ENDPOINT": proxy.url,
+        "FLYTE_IAP_TEST_FLYTE2_BACKEND": flyte2.url,
+    }
+    if args.tls and proxy.ca_cert_file:
+        exports["FLYTE_IAP_TEST_FLYTE2_CA_CERT"] = proxy.ca_cert_file
+    print(f"IapProxy on {proxy.url} in front of FakeFlyte2 ({flyte2.url})", file=sys.stderr)
+    return exports
+
+
 def _browse(args: argparse.Namespace) -> int:
     from flyte_iap.testing.browser import browse
 
@@ -159,7 +190,16 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--flyteadmin-auth", action="store_true", help="with --flyteadmin: turn on flyteadmin's own auth"
     )
-    serve.add_argument("--tls", action="store_true", help="with --flyteadmin: the proxy serves HTTPS")
+    serve.add_argument(
+        "--tls", action="store_true", help="with --flyteadmin or --flyte2: the proxy serves HTTPS"
+    )
+    serve.add_argument(
+        "--flyte2",
+        action="store_true",
+        help="also start FakeFlyte2 (Flyte 2's Connect API) and an IapProxy in front of it "
+        "(FLYTE_IAP_TEST_FLYTE2_ENDPOINT); the flyte SDK needs --tls to send tokens",
+    )
+    serve.add_argument("--flyte2-iap-port", type=int, default=0, help="that IapProxy's port (default: free)")
     serve.add_argument("--iap-port", type=int, default=0, help="IapProxy port (default: a free one)")
     serve.add_argument(
         "--allow",
