@@ -40,12 +40,17 @@ from .report import record
 K8S_VERSIONS = ("1.34.0", "1.35.0")
 #: The chart version the guide documents; helm commands and values are checked against it.
 CHART_VERSION = "v1.16.8"
-CHARTS = ("flyte-binary", "flyte-core")
+CHARTS = ("flyte-binary", "flyte-core", "flyte-binary-v2")
 #: examples/gke/<chart>/ is deployed together with examples/helm/<chart>/<file> under this release.
 DEPLOYMENTS: dict[str, tuple[str, str]] = {
     "flyte-binary": ("flyte-backend", "values-gke-iap.yaml"),
     "flyte-core": ("flyte", "values-gke-iap.yaml"),
+    "flyte-binary-v2": ("flyte", "values-gke-iap.yaml"),
 }
+#: Flyte 2 (docs/flyte2/): flyte-binary chart v2.0.43 from flyteorg/flyte `main`; its values are under
+#: examples/helm/flyte-binary-v2/, its manifests under examples/gke/flyte2/.
+CHART_VERSIONS = {"flyte-binary-v2": "v2.0.43"}
+GKE_DIRS = {"flyte-binary-v2": "flyte2"}
 NAMESPACE = "flyte"
 
 _GKE_SCHEMAS = {
@@ -108,6 +113,8 @@ def validate_text(text: str, path: Path | None = None) -> tuple[str, list[str]]:
         problems = validate_values(kind.split(":", 1)[1], docs)
     elif kind == "iap-settings":
         problems = validate_iap_settings(docs)
+    elif kind == "client-config" and (path is not None and path.name.startswith("flyte2")):
+        problems = validate_flyte2_client_config(text)
     elif kind == "client-config":
         problems = validate_client_config(text)
     elif kind == "github-workflow":
@@ -142,7 +149,10 @@ def chart_dir_of(path: Path) -> str | None:
         rel = path.resolve().relative_to((EXAMPLES / "gke").resolve()).parts
     except ValueError:
         return None
-    return rel[0] if rel and rel[0] in CHARTS else None
+    if not rel:
+        return None
+    by_dir = {GKE_DIRS.get(c, c): c for c in CHARTS}
+    return by_dir.get(rel[0])
 
 
 # -- Kubernetes objects ---------------------------------------------------------------------------
@@ -259,6 +269,8 @@ def chart_services(chart: str, release: str, values: dict[str, Any]) -> list[dic
             "spec": {"type": typ, **(spec or {}), "ports": ports},
         }
 
+    if chart == "flyte-binary-v2":
+        return _flyte2_services(release, get, svc)
     if chart == "flyte-binary":
         name = get("fullnameOverride") or (
             release if "flyte-binary" in release else f"{release}-flyte-binary"
@@ -341,11 +353,49 @@ def chart_services(chart: str, release: str, values: dict[str, Any]) -> list[dic
     ]
 
 
+def _flyte2_services(release: str, get: Any, svc: Any) -> list[dict[str, Any]]:
+    """The API and console Services of flyte-binary v2 (flyteorg/flyte@v2.0.43:charts/flyte-binary/
+    templates/service/http.yaml, templates/console/service.yaml, _helpers.tpl): the API Service takes
+    commonAnnotations, service.commonAnnotations and service.httpAnnotations, the console Service only
+    commonAnnotations; the API port defaults to 8090 (``flyte-binary.service.http.port``)."""
+    name = get("fullnameOverride") or (release if "flyte-binary" in release else f"{release}-flyte-binary")
+    chart_label = {"helm.sh/chart": "flyte-binary-v2.0.43", "app.kubernetes.io/name": "flyte-binary"}
+    common = get("commonAnnotations", default={})
+    api_annotations = {
+        **common,
+        **get("service", "commonAnnotations", default={}),
+        **get("service", "httpAnnotations", default={}),
+    }
+    labels = {**chart_label, **get("commonLabels", default={}), **get("service", "labels", default={})}
+    api_port = {"name": "http", "port": int(get("service", "ports", "http") or 8090), "targetPort": "http"}
+    console_port = {
+        "name": "http",
+        "port": int(get("console", "service", "port", default=80)),
+        "targetPort": "http",
+        "protocol": "TCP",
+    }
+    console_labels = {
+        **chart_label,
+        "app.kubernetes.io/component": "console",
+        **get("commonLabels", default={}),
+    }
+    return [
+        svc(f"{name}-http", api_annotations, [api_port], get("service", "type", default="ClusterIP"), labels),
+        svc(
+            f"{name}-console",
+            common,
+            [console_port],
+            get("console", "service", "type", default="ClusterIP"),
+            console_labels,
+        ),
+    ]
+
+
 def deployment_set(chart: str) -> tuple[list[dict[str, Any]], str]:
     """The objects of ``examples/gke/<chart>/`` plus the chart's rendered Services, and their YAML."""
     release, values_file = DEPLOYMENTS[chart]
     objects: list[dict[str, Any]] = []
-    for f in sorted((EXAMPLES / "gke" / chart).glob("*.yaml")):
+    for f in sorted((EXAMPLES / "gke" / GKE_DIRS.get(chart, chart)).glob("*.yaml")):
         objects += [d for d in yaml.safe_load_all(f.read_text()) if d]
     values = yaml.safe_load((EXAMPLES / "helm" / chart / values_file).read_text()) or {}
     objects += chart_services(chart, release, values)
@@ -357,7 +407,9 @@ def check_deployment_set(chart: str) -> tuple[str, ...]:
     """Cross-references inside a deployment set, then ``flyte-iap check`` on it (once per process)."""
     objects, text = deployment_set(chart)
     problems = list(cross_references(objects))
-    problems += run_flyte_iap_check(text, f"examples/gke/{chart}/ + the {chart} chart's Services")
+    problems += run_flyte_iap_check(
+        text, f"examples/gke/{GKE_DIRS.get(chart, chart)}/ + the {chart} chart's Services"
+    )
     return tuple(problems)
 
 
@@ -571,7 +623,8 @@ def validate_values(chart: str, docs: list[Any]) -> list[str]:
                 siblings = keys.children(parent)
                 close = difflib.get_close_matches(path, siblings, n=1, cutoff=0.75)
                 hint = f" (did you mean {close[0]}?)" if close else ""
-                problems.append(f"{path}: not a value of the {chart} chart {CHART_VERSION}{hint}")
+                version = CHART_VERSIONS.get(chart, CHART_VERSION)
+                problems.append(f"{path}: not a value of the {chart} chart {version}{hint}")
 
     walk(docs[0], "")
     return problems
@@ -650,6 +703,69 @@ def validate_client_config(text: str) -> list[str]:
         problems.append("flytekit read no admin.endpoint")
     if "proxyCommand" in admin and list(platform.proxy_command or []) != list(admin["proxyCommand"]):
         problems.append(f"flytekit read proxyCommand as {platform.proxy_command!r}")
+    return problems
+
+
+#: The keys the flyte SDK 2.12.1 reads (flyte wheel: flyte/config/_internal.py).
+FLYTE2_KEYS = {
+    "admin": {
+        "endpoint",
+        "insecure",
+        "insecureSkipVerify",
+        "caCertFilePath",
+        "httpProxyURL",
+        "disableKeyring",
+        "command",
+        "proxyCommand",
+        "clientId",
+        "clientSecretLocation",
+        "clientSecretEnvVar",
+        "scopes",
+        "authType",
+    },
+    "console": {"endpoint"},
+    "task": {"org", "project", "domain"},
+}
+
+
+def validate_flyte2_client_config(text: str) -> list[str]:
+    """A Flyte 2 config (examples/config/flyte2*.yaml): only keys the flyte SDK reads, the auth that
+    works behind IAP (ExternalCommand + command, never proxyCommand), then the SDK's own loader."""
+    docs, problems = load_all(text)
+    if problems:
+        return problems
+    data = docs[0] if len(docs) == 1 and isinstance(docs[0], dict) else {}
+    for section, values in data.items():
+        known = FLYTE2_KEYS.get(section)
+        if known is None or not isinstance(values, dict):
+            problems.append(f"{section}: not a section the flyte SDK reads")
+            continue
+        problems += [f"{section}.{k}: not a flyte SDK setting" for k in values if k not in known]
+    admin = data.get("admin") or {}
+    if admin.get("authType") != "ExternalCommand" or not admin.get("command"):
+        problems.append("behind IAP the flyte SDK needs authType: ExternalCommand with admin.command")
+    if "proxyCommand" in admin:
+        problems.append("admin.proxyCommand is broken in flyte 2.12.1: use authType ExternalCommand")
+    if admin.get("insecure") is True:
+        problems.append("insecure: true turns the flyte SDK's auth off: IAP would get no token")
+    try:
+        from flyte.config._config import PlatformConfig
+    except ImportError:
+        record("flyte2-config:keys only (the flyte SDK is not installed)")
+        return problems
+    import tempfile
+
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
+        f.write(text)
+    try:
+        platform = PlatformConfig.auto(f.name)
+    finally:
+        Path(f.name).unlink()
+    if platform.auth_mode != "ExternalCommand" or list(platform.command or []) != list(
+        admin.get("command") or []
+    ):
+        problems.append(f"the flyte SDK read auth {platform.auth_mode!r} with command {platform.command!r}")
+    record("flyte2-config:loaded by the flyte SDK")
     return problems
 
 

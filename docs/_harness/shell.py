@@ -52,7 +52,7 @@ import pytest
 
 from . import REPO, BlockFailure, where
 from .cli_help import NoSuchCommand, available, command_spec, kubectl_global_flags
-from .manifests import CHART_VERSION, CHARTS, DEPLOYMENTS, NAMESPACE, validate_text
+from .manifests import CHART_VERSION, CHART_VERSIONS, CHARTS, DEPLOYMENTS, NAMESPACE, validate_text
 from .report import record
 from .sandbox import DocSandbox
 
@@ -604,10 +604,14 @@ class ShellBlock:
                     f"chart {chart_ref!r}: this guide documents {HELM_REPO[0]}/flyte-binary and "
                     f"{HELM_REPO[0]}/flyte-core",
                 )
-            if opts.get("--version") != CHART_VERSION:
+            # flyte-binary v2.x is Flyte 2 (docs/flyte2/): its own keys, release and manifests
+            if chart == "flyte-binary" and str(opts.get("--version") or "").startswith("v2."):
+                chart = "flyte-binary-v2"
+            version = CHART_VERSIONS.get(chart, CHART_VERSION)
+            if opts.get("--version") != version:
                 raise self.fail(
                     cmd,
-                    f"pin the chart: --version {CHART_VERSION} (the version the values were checked against)",
+                    f"pin the chart: --version {version} (the version the values were checked against)",
                 )
             if release != DEPLOYMENTS[chart][0]:
                 raise self.fail(

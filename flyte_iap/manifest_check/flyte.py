@@ -86,6 +86,29 @@ def _path_kind(path: str) -> str | None:
     return None
 
 
+#: Flyte 2's one API port (flyteorg/flyte@v2.0.43:charts/flyte-binary/values.yaml
+#: ``flyte-core-components.runs.server.port``; ``flytestdlib/app/app.go`` serves HTTP/1.1 and h2c there).
+FLYTE2_API_PORT = 8090
+FLYTE2_IMAGE = "flyte-binary-v2"
+
+
+def is_flyte2(service: Manifest, index: Index) -> bool:
+    """Whether a Service fronts the Flyte 2 backend (chart flyte-binary v2), which serves Connect, gRPC
+    and HTTP on one plain-HTTP port and has no flyteadmin gRPC services: its pods run the
+    ``flyte-binary-v2`` image, the chart label says v2, or it is a flyte-binary Service on port 8090."""
+    if str(service.labels.get("helm.sh/chart", "")).startswith("flyte-binary-v2."):
+        return True
+    for pod in index.pods_for(service):
+        for _, container in pod.containers():
+            image = str(container.get("image") or "").rsplit("/", 1)[-1].split(":", 1)[0].split("@", 1)[0]
+            if image == FLYTE2_IMAGE:
+                return True
+    if component(service, index) != "flyte-binary":
+        return False
+    ports = (service.body.get("spec") or {}).get("ports") or []
+    return any(isinstance(p, dict) and p.get("port") == FLYTE2_API_PORT for p in ports)
+
+
 def component(service: Manifest, index: Index) -> str | None:
     """Which Flyte component a Service fronts, from its labels, its name or its pods' images."""
     label = service.labels.get("app.kubernetes.io/name")

@@ -129,10 +129,26 @@ def _find_grpc_targets(ctx: Context) -> Iterator[tuple[Manifest, str | None, str
                 )
                 for r in candidates
             )
-            if not serves_admin:
+            if not serves_admin or _only_flyte2(ctx, candidates):
                 continue
             for service in flyte.GRPC_SERVICES:
                 yield ingress, host, service, gce.resolve(candidates, f"/{service}/Call") or default
+
+
+def _only_flyte2(ctx: Context, routes: list[gce.Route]) -> bool:
+    """Whether the Flyte behind these routes is Flyte 2 (flyte.is_flyte2), which has no flyteadmin gRPC
+    services: its clients speak Connect, which works over HTTP/1.1 to the backend. True when a
+    flyte-binary backend is Flyte 2 and none listens on Flyte 1's ports (8088, 8089)."""
+    admin = [
+        b
+        for r in routes
+        if (b := ctx.topology.backend(r)) is not None
+        and ctx.topology.component(b.service) in flyte.ADMIN_COMPONENTS
+    ]
+    flyte1_ports = {flyte.DEFAULT_HTTP_PORT, flyte.DEFAULT_GRPC_PORT}
+    return any(flyte.is_flyte2(b.service, ctx.index) for b in admin) and not any(
+        b.port.get("port") in flyte1_ports for b in admin
+    )
 
 
 @rule(
