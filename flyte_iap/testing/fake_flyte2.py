@@ -456,6 +456,8 @@ class _Handler(BaseHTTPRequestHandler):
             data = bytearray()
             while True:
                 size = int(self.rfile.readline(1024).split(b";")[0].strip() or b"x", 16)
+                if size < 0:
+                    raise ValueError("negative chunk size")
                 if size == 0:
                     while self.rfile.readline(65536) not in (b"\r\n", b"\n", b""):
                         pass

@@ -828,6 +828,8 @@ class _UpstreamResponse:
             while True:
                 size_line = await reader.readuntil(b"\r\n", 1024)
                 size = int(size_line.split(b";")[0].strip(), 16)
+                if size < 0:
+                    raise ValueError("negative chunk size")
                 if size == 0:
                     while (await reader.readuntil(b"\r\n", _MAX_HEADER_BYTES)) != b"\r\n":
                         pass

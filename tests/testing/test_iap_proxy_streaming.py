@@ -53,6 +53,14 @@ class _Upstream(BaseHTTPRequestHandler):
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
+        elif self.path in ("/garbage", "/negative"):
+            self.send_response(200)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            self.wfile.write(b"zz\r\n" if self.path == "/garbage" else b"-5\r\nhello\r\n")
+            self.wfile.flush()
+            time.sleep(0.2)
+            self.close_connection = True
         elif self.path == "/slow":
             time.sleep(1.0)
             self.send_response(200)
@@ -256,3 +264,16 @@ def test_http2_response_timeout_resets_the_stream(
     with pytest.raises(ConnectionError, match="stream reset"):
         _h2_stream(proxy, "/stream", token)
     assert proxy.timed_out == 1
+
+
+@pytest.mark.parametrize("path", ["/garbage", "/negative"])
+def test_hostile_chunk_framing_from_the_upstream_ends_the_answer_instead_of_hanging(
+    make_proxy: ProxyFactory, upstream: tuple[str, list[float]], token: str, path: str
+) -> None:
+    proxy = make_proxy(http_upstream=upstream[0])
+    conn = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=10)
+    conn.request("POST", path, body=b"x", headers={"authorization": f"Bearer {token}"})
+    response = conn.getresponse()
+    with pytest.raises(http.client.IncompleteRead):
+        response.read()
+    conn.close()
