@@ -146,7 +146,7 @@ def check_flyte_config(path: str | os.PathLike[str], endpoint: str | None = None
         problems.append(
             (what, "replace it with authType: ExternalCommand and admin.command: [the same list]")
         )
-    if auth_type != "ExternalCommand":
+    if auth_type != "ExternalCommand" and not (admin.get("proxyCommand") and not auth_type):
         problems.append(
             (
                 f"authType is {auth_type or 'unset (Pkce)'}, so the SDK never runs a token command for IAP",
