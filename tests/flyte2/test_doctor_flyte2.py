@@ -195,3 +195,44 @@ def test_api_paths_routed_to_the_console_fail_connect_with_the_routing_fix(
     assert "did not reach the Flyte 2 API" in failed["connect"][0]
     assert "-http Service" in (failed["connect"][1] or "")
     assert {c.name for c in report.checks if c.status == PASS} >= {"iap-accepts", "token"}
+
+
+def test_cli_says_token_options_are_unused_when_the_config_supplies_the_command(
+    write_config: WriteConfig, iap: IapProxy, fake_google: FakeGoogle
+) -> None:
+    config = write_config()
+    args = [
+        "--endpoint",
+        iap.url,
+        "--audience",
+        fake_google.IAP_CLIENT_ID,
+        "--ca-cert",
+        str(iap.ca_cert_file),
+    ]
+    result = subprocess.run(
+        [
+            f"{BIN}/flyte-iap",
+            "doctor",
+            "--sdk",
+            "flyte2",
+            "--config",
+            str(config),
+            "--service-account",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"warning: the token comes from admin.command in {config}" in result.stderr
+
+
+def test_cli_config_option_is_refused_without_sdk_flyte2(iap: IapProxy, fake_google: FakeGoogle) -> None:
+    args = ["--endpoint", iap.url, "--audience", fake_google.IAP_CLIENT_ID, "--config", "config.yaml"]
+    result = subprocess.run(
+        [f"{BIN}/flyte-iap", "doctor", *args], capture_output=True, text=True, check=False
+    )
+    assert result.returncode != 0 and "--sdk flyte2" in result.stderr
+    assert "Traceback" not in result.stderr
