@@ -464,8 +464,13 @@ def cross_references(objects: list[dict[str, Any]]) -> Iterable[str]:
                     refs = list((value.get("ports") or {}).items()) + (
                         [("default", value["default"])] if "default" in value else []
                     )
+                    numbers = {str(p.get("port")) for p in o["spec"].get("ports", [])}
                     for port, ref in refs:
-                        if port != "default" and port not in port_names:
+                        if (
+                            port != "default"
+                            and port not in port_names | numbers
+                            and not _shared_port(o, port, objects)
+                        ):
                             yield f"{name_of(o)}: backend-config names port {port}, which the Service lacks"
                         if ("BackendConfig", ns, ref) not in by_kind:
                             yield f"{name_of(o)}: backend-config names BackendConfig {ref}, which is not in the set"
@@ -477,6 +482,22 @@ def cross_references(objects: list[dict[str, Any]]) -> Iterable[str]:
             for data_key, body in (o.get("data") or {}).items():
                 if data_key.endswith("envoy.yaml"):
                     yield from _envoy_upstreams(o, yaml.safe_load(body), services)
+
+
+def _shared_port(service: dict[str, Any], port: str, objects: list[dict[str, Any]]) -> bool:
+    """Whether another Service with the same backend-config annotation has this port: one map shared by
+    several Services (flyte-binary v2's commonAnnotations), whose other entries GKE ignores."""
+    key = "cloud.google.com/backend-config"
+    value = (service["metadata"].get("annotations") or {}).get(key)
+    for other in objects:
+        if other is service or other["kind"] != "Service":
+            continue
+        if (other["metadata"].get("annotations") or {}).get(key) != value:
+            continue
+        ports = other["spec"].get("ports", [])
+        if port in {str(p.get("name")) for p in ports} | {str(p.get("port")) for p in ports}:
+            return True
+    return False
 
 
 def _envoy_upstreams(

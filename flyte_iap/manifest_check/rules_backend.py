@@ -110,14 +110,15 @@ def backend_config_missing(ctx: Context) -> Iterator[Finding | None]:
     """,
 )
 def backend_config_unknown_port(ctx: Context) -> Iterator[Finding]:
-    for service in ctx.index.of_kind("Service"):
+    services = list(ctx.index.of_kind("Service"))
+    for service in services:
         annotation = gce.backend_config_annotation(service)
         if annotation is None or annotation.error is not None:
             continue
         ports = service_ports(service)
         known = {str(p.get("name")) for p in ports if p.get("name")} | {str(p.get("port")) for p in ports}
         for key, name in annotation.value[1].items():
-            if key in known:
+            if key in known or _shared_entry_applies(service, annotation.value, key, services):
                 continue
             listing = ", ".join(port_label(p) for p in ports) or "none"
             hint = ""
@@ -130,6 +131,24 @@ def backend_config_unknown_port(ctx: Context) -> Iterator[Finding]:
                 at=_annotation_at(annotation.key),
                 flyte=ctx.topology.is_flyte(service),
             )
+
+
+def _shared_entry_applies(service: Manifest, value: Any, key: str, services: list[Manifest]) -> bool:
+    """Whether another Service of the namespace carries the same annotation and has port ``key``: one
+    map shared by several Services (a chart's ``commonAnnotations``, which flyte-binary v2 gives its
+    console Service as its only annotations), each entry meant for one of them. GKE looks a port up
+    by name, then number, then ``default``, and ignores the other keys
+    (kubernetes/ingress-gce@v1.41.1:pkg/backendconfig/utils.go, ``BackendConfigName``)."""
+    for other in services:
+        if other is service or other.namespace != service.namespace:
+            continue
+        annotation = gce.backend_config_annotation(other)
+        if annotation is None or annotation.error is not None or annotation.value != value:
+            continue
+        ports = service_ports(other)
+        if key in {str(p.get("name")) for p in ports if p.get("name")} | {str(p.get("port")) for p in ports}:
+            return True
+    return False
 
 
 def _iap_backends(ctx: Context) -> Iterator[tuple[Manifest, Backend]]:

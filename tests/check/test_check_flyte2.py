@@ -20,7 +20,7 @@ metadata:
   namespace: flyte
   labels: {{helm.sh/chart: {chart}, app.kubernetes.io/name: flyte-binary}}
   annotations:
-    cloud.google.com/backend-config: '{{"default": "flyte-iap"}}'
+    cloud.google.com/backend-config: '{{"ports": {{"8090": "flyte-api", "80": "flyte-console"}}}}'
 spec:
   type: {kind}
   ports:
@@ -53,3 +53,11 @@ def test_the_same_ingress_in_front_of_flyte1s_http_port_still_needs_grpc_over_ht
 def test_a_flyte2_api_service_of_type_load_balancer_is_still_exposure_beside_iap() -> None:
     found = rules(_deployment(_service("flyte-flyte-binary-http", 8090, kind="LoadBalancer")))
     assert ("IAP001", "error") in found
+
+
+def test_a_shared_backend_config_map_with_a_key_no_service_has_is_still_reported() -> None:
+    text = _deployment(_service("flyte-flyte-binary-http", 8090)).replace(
+        '"80": "flyte-console"', '"81": "flyte-console"'
+    )
+    found = rules(text)
+    assert ("IAP012", "error") in found and ("IAP013", "error") in found
