@@ -98,7 +98,9 @@ def backend_config_missing(ctx: Context) -> Iterator[Finding | None]:
     description="""
         The `ports` map of the backend-config annotation is keyed by Service port name or Service port
         number (not `targetPort`). A key that matches no port never applies, so the port it was meant
-        for gets the `default` BackendConfig, or none (and no IAP).
+        for gets the `default` BackendConfig, or none (and no IAP). A map shared by several Services
+        (flyte-binary v2 can only annotate its console Service through `commonAnnotations`) may hold
+        keys for the others' ports: a key is reported only when no Service with the same map has it.
     """,
     fix="""
         Key the map by the Service port's name or number (flyte-core flyteadmin: `http`/`80`,
