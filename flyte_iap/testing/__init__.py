@@ -1,4 +1,5 @@
-"""Local stand-ins for Google, IAP and flyteadmin, for tests, the documentation and your own CI.
+"""Local stand-ins for Google, IAP, flyteadmin and the Flyte 2 control plane, for tests, the
+documentation and your own CI.
 
 Example::
 

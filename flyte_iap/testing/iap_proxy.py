@@ -44,10 +44,18 @@ What it enforces, from IAP's documentation for programmatic access:
 
 One port serves both protocols: a connection that starts with the HTTP/2 preface (or negotiates
 ``h2`` by ALPN with ``tls=True``) is HTTP/2; gRPC requests (``content-type: application/grpc``) go to
-``grpc_upstream`` over h2c with streaming, trailers and flow control, anything else to
-``http_upstream`` over HTTP/1.1. With ``tls=True`` the proxy serves a certificate signed by its own
-CA (:attr:`IapProxy.ca_cert_file`), for ``admin.insecure: false`` + ``caCertFilePath``. An unreachable
-upstream gives the load balancer's ``502``. ``enforce=False`` turns the checks off: a backend that
+``grpc_upstream`` over h2c with streaming, trailers and flow control, anything else (REST, the
+console, the Flyte 2 SDK's Connect calls) to ``http_upstream`` over HTTP/1.1, as a GCE backend
+service without ``app-protocols`` does. Answers from ``http_upstream`` are passed on as they arrive,
+never buffered whole: a ``content-length`` is kept as sent, a chunked or close-delimited body (a
+Connect server stream) goes out chunked to HTTP/1.1 clients and as DATA frames, within the client's
+flow-control window, to HTTP/2 clients; ``content-encoding`` and every other end-to-end header pass
+untouched. ``response_timeout`` plays the backend service's ``timeoutSec`` (a bound on the whole
+answer, which cuts long streams). :attr:`Forwarded.http_version` says how the client spoke.
+
+With ``tls=True`` the proxy serves a certificate signed by its own CA (:attr:`IapProxy.ca_cert_file`),
+for ``admin.insecure: false`` + ``caCertFilePath``. An unreachable upstream gives the load balancer's
+``502``. ``enforce=False`` turns the checks off: a backend that
 IAP does not protect, for ``flyte-iap doctor``'s tests.
 
 Not emulated: browser sessions (IAP's 302 to the sign-in page and its cookie), service-account
