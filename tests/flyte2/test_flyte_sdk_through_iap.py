@@ -136,6 +136,7 @@ def test_watch_stream_arrives_message_by_message_through_iap(
     alpn: tuple[str, ...],
     version: str,
 ) -> None:
+    flyte2.stream_interval = 1.0  # wide enough that a busy machine cannot blur the order
     iap = make_iap(alpn_protocols=alpn)
     command = [str(counting_command.path), "sa-token", "--audience", fake_google.IAP_CLIENT_ID]
 
