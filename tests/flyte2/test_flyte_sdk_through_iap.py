@@ -257,8 +257,8 @@ def test_config_written_by_the_cli_is_what_the_sdk_uses(
     strict=True,
     reason=(
         "flyte 2.12.1: admin.proxyCommand raises TypeError (flyte/_initialize.py passes command=None and "
-        "auth/_authenticators/factory.py get_async_proxy_authenticator passes command= again); after that, "
-        "httpx gets ca_cert_file_path, and the token is sent as authorization, not proxy-authorization"
+        "auth/_authenticators/factory.py get_async_proxy_authenticator passes command= again); reported "
+        "beyond that: httpx gets ca_cert_file_path, and the token goes out as authorization"
     ),
 )
 def test_proxy_command_sends_the_token_as_proxy_authorization(
