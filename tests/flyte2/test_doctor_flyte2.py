@@ -229,10 +229,25 @@ def test_cli_says_token_options_are_unused_when_the_config_supplies_the_command(
     assert f"warning: the token comes from admin.command in {config}" in result.stderr
 
 
-def test_cli_config_option_is_refused_without_sdk_flyte2(iap: IapProxy, fake_google: FakeGoogle) -> None:
-    args = ["--endpoint", iap.url, "--audience", fake_google.IAP_CLIENT_ID, "--config", "config.yaml"]
+def test_cli_takes_endpoint_and_audience_from_the_flyte2_config_when_not_given(
+    write_config: WriteConfig, iap: IapProxy, fake_google: FakeGoogle
+) -> None:
+    write_config()  # ./config.yaml
     result = subprocess.run(
-        [f"{BIN}/flyte-iap", "doctor", *args], capture_output=True, text=True, check=False
+        [f"{BIN}/flyte-iap", "doctor", "--sdk", "flyte2", "--ca-cert", str(iap.ca_cert_file)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
-    assert result.returncode != 0 and "--sdk flyte2" in result.stderr
-    assert "Traceback" not in result.stderr
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"endpoint https://{iap.endpoint}, audience {fake_google.IAP_CLIENT_ID}" in result.stderr
+
+
+def test_cli_without_endpoint_and_without_a_flyte2_config_is_an_error_with_a_hint() -> None:
+    result = subprocess.run(
+        [f"{BIN}/flyte-iap", "doctor", "--sdk", "flyte2"], capture_output=True, text=True, check=False
+    )
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith("error: no --endpoint and --audience") and lines[1].startswith("hint: ")
