@@ -392,7 +392,12 @@ _FACTS = [
         _pattern(r"first appeared in flytekit (\d+\.\d+)(?:\.0)?\b|flytekit \((\d+\.\d+)(?:\.0)? and later"),
         "1.10",
     ),
-    ("Flyte 1 chart version", _pattern(r"flyteorg/flyte-(?:binary|core) --version (v[\d.]+)"), "v1.16.8"),
+    (
+        "Flyte 1 chart version",
+        _pattern(r"flyteorg/flyte-(?:binary|core) --version (v(?!2\.)[\d.]+)"),
+        "v1.16.8",
+    ),
+    ("Flyte 2 chart version", _pattern(r"flyteorg/flyte-binary --version (v2\.[\d.]+)"), "v2.0.43"),
 ]
 
 

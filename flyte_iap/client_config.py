@@ -265,7 +265,6 @@ def build_flyte2(config: ClientConfig) -> dict[str, Any]:
     """
     if not config.audience or not config.audience.strip():
         raise ConfigurationError("no audience", "pass --audience, the IAP OAuth client ID")
-    host, port, scheme_insecure = split_endpoint(config.endpoint)
     path = urlsplit(config.endpoint if "://" in config.endpoint else "//" + config.endpoint).path
     if config.endpoint.strip().startswith("dns:///"):
         path = urlsplit("//" + config.endpoint.strip()[len("dns:///") :]).path
@@ -275,6 +274,7 @@ def build_flyte2(config: ClientConfig) -> dict[str, Any]:
             "at the root of the host",
             "give only the host: https://flyte.example.com (the API and console share one host behind IAP)",
         )
+    host, port, scheme_insecure = split_endpoint(config.endpoint)
     if config.insecure or scheme_insecure:
         raise ConfigurationError(
             "insecure (plaintext) endpoint: the flyte SDK sends no credentials when admin.insecure is true, "

@@ -5,8 +5,9 @@ Example::
 
     from flyte_iap.doctor_flyte2 import run_flyte2_checks
 
-    report = run_flyte2_checks("https://flyte.example.com", "123-iap.apps.googleusercontent.com",
-                               flyte_config="~/.flyte/config.yaml")
+    report = run_flyte2_checks(
+        "https://flyte.example.com", "123-iap.apps.googleusercontent.com", flyte_config="~/.flyte/config.yaml"
+    )
     report.ok
 
 The checks, in order: ``flyte2-config`` (only with a config file), ``dns``, ``tls``, ``iap-enforced``,

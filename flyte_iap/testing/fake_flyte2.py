@@ -4,14 +4,15 @@ Example::
 
     from flyte_iap.testing import FakeFlyte2
 
-    with FakeFlyte2(stream_interval=0.5) as flyte2:     # or .start() / .stop()
-        flyte2.url            # "http://127.0.0.1:PORT": the backend's one port (8090 in the chart)
+    with FakeFlyte2(stream_interval=0.5) as flyte2:  # or .start() / .stop()
+        flyte2.url  # "http://127.0.0.1:PORT": the backend's one port (8090 in the chart)
         flyte2.add_run("r-123", project="flytesnacks", domain="development")
-        ...
-        flyte2.calls[-1].method          # "flyteidl2.workflow.RunService/ListRuns"
-        flyte2.calls[-1].headers         # lower-case names, as received (after IAP)
-        flyte2.calls[-1].identity        # e-mail decoded from the claims JWT header, or None
-        flyte2.stream_sent               # [(run name, message index, monotonic time sent)]
+        ...  # the flyte SDK, through IapProxy, calls it
+        for call in flyte2.calls:
+            call.method  # "flyteidl2.workflow.RunService/ListRuns"
+            call.headers  # lower-case names, as received (after IAP)
+            call.identity  # e-mail decoded from the claims JWT header, or None
+        flyte2.stream_sent  # [(run name, message index, monotonic time sent)]
 
 Why it looks like this (flyte 2.12.1, flyteidl2 2.0.51, flyteorg/flyte@v2.0.43):
 
