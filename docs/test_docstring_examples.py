@@ -45,6 +45,7 @@ NOT_RUN = {
     "flyte_iap/manifest_check/index.py": "a fragment inside a rule: text is a rendered chart",
     "flyte_iap/manifest_check/report.py": "a fragment: findings come from a check run",
     "flyte_iap/manifest_check/rules_frontend.py": "checks the reader's ingress.yaml and certificate.yaml",
+    "flyte_iap/manifest_check/rules_gateway.py": "checks the reader's gateway/ directory",
     "flyte_iap/manifest_check/rules_grpc.py": "a fragment: rendering is the reader's helm template output",
     "flyte_iap/manifest_check/rules_ingress.py": "checks the reader's service.yaml",
     "flyte_iap/manifest_check/topology.py": "a fragment inside a rule: manifests come from the checker",

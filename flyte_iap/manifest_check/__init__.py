@@ -18,12 +18,19 @@ flyte-core charts render; each reports only what the input shows. Objects of oth
 Modules: :mod:`.loader` (YAML with line numbers), :mod:`.index` (objects by kind/name/namespace),
 :mod:`.gce` (GKE controller semantics), :mod:`.flyte` (what Flyte deploys and how flyteadmin listens),
 :mod:`.topology` (how objects connect), :mod:`.registry` (rules, findings), the ``rules_*`` modules,
-:mod:`.check` (running them) and :mod:`.report` (text, JSON, Markdown).
+:mod:`.check` (running them) and :mod:`.report` (text, JSON, Markdown). :mod:`.gateway` holds how GKE's
+Gateway controller reads Gateways, HTTPRoutes and GKE's policies, for the rules in :mod:`.rules_gateway`.
 """
 
 from __future__ import annotations
 
-from flyte_iap.manifest_check import rules_backend, rules_frontend, rules_grpc, rules_ingress  # noqa: F401
+from flyte_iap.manifest_check import (  # noqa: F401
+    rules_backend,
+    rules_frontend,
+    rules_gateway,
+    rules_grpc,
+    rules_ingress,
+)
 from flyte_iap.manifest_check.check import check_manifests, check_paths, check_text, deployments
 from flyte_iap.manifest_check.loader import Manifest, ManifestError, load_paths, load_text, printable
 from flyte_iap.manifest_check.registry import ERROR, IGNORE_ANNOTATION, RULES, WARNING, Finding, Rule

@@ -35,6 +35,11 @@ KIND_GROUPS: dict[str, frozenset[str]] = {
     "BackendConfig": frozenset({"cloud.google.com"}),
     "FrontendConfig": frozenset({"networking.gke.io"}),
     "ManagedCertificate": frozenset({"networking.gke.io"}),
+    "Gateway": frozenset({"gateway.networking.k8s.io"}),
+    "HTTPRoute": frozenset({"gateway.networking.k8s.io"}),
+    "GCPBackendPolicy": frozenset({"networking.gke.io"}),
+    "HealthCheckPolicy": frozenset({"networking.gke.io"}),
+    "GCPGatewayPolicy": frozenset({"networking.gke.io"}),
 }
 
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Pod")

@@ -217,8 +217,10 @@ def _flyte_backends(ctx: Context) -> Iterator[tuple[Manifest | None, Backend]]:
     for ingress, backend in _iap_backends(ctx):
         seen.add(backend.key)
         yield ingress, backend
+    # Services that only GKE Gateway routes reach take no BackendConfig (rules_gateway: IAP062).
+    gateway_only = {id(s) for s, _ in ctx.topology.gateway.gke_services()}
     for service in ctx.index.of_kind("Service"):
-        if ctx.topology.component(service) is None:
+        if ctx.topology.component(service) is None or id(service) in gateway_only:
             continue
         for position, port in enumerate(service.spec.get("ports") or []):
             if not isinstance(port, Mapping) or (id(service), position) in seen:

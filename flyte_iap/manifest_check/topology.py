@@ -18,6 +18,7 @@ from functools import cached_property
 from typing import Any
 
 from flyte_iap.manifest_check import flyte, gce
+from flyte_iap.manifest_check.gateway import GatewayTopology
 from flyte_iap.manifest_check.index import Index
 from flyte_iap.manifest_check.loader import Manifest
 
@@ -230,3 +231,8 @@ class Topology:
         if backend is not None and self.component(backend.service) in flyte.ADMIN_COMPONENTS:
             return True
         return route is not None and flyte.path_kind(route.path) in ("admin", "grpc") and backend is not None
+
+    @cached_property
+    def gateway(self) -> GatewayTopology:
+        """Gateways, HTTPRoutes and GKE's policies (see :mod:`.gateway`)."""
+        return GatewayTopology(self.index)

@@ -20,6 +20,7 @@ GUIDE_PAGES = {
     "deploy/oauth-clients",
     "deploy/helm-values",
     "troubleshooting",
+    "deploy/gateway-api",
 }
 
 
