@@ -9,7 +9,14 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from flyte_iap.cli import cli
-from flyte_iap.cli._common import AUDIENCE_HELP, audience_option, echo_warnings, endpoint_option, option
+from flyte_iap.cli._common import (
+    AUDIENCE_HELP,
+    Seconds,
+    audience_option,
+    echo_warnings,
+    endpoint_option,
+    option,
+)
 
 if TYPE_CHECKING:
     from flyte_iap.client_config import LoadedConfig
@@ -173,7 +180,7 @@ def config_command(
 )
 @option(
     "--timeout",
-    type=click.FloatRange(min=0.1),
+    type=Seconds(min=0.1),
     default=10.0,
     show_default=True,
     envvar="FLYTE_IAP_DOCTOR_TIMEOUT",

@@ -116,3 +116,20 @@ def test_min_valid_nan_never_returns_an_expired_token_when_google_is_unreachable
         )
     with pytest.raises(ConfigurationError):
         flyte_iap.IapAuth(fake_google.IAP_CLIENT_ID, min_valid=value)
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-1"])
+def test_doctor_refuses_a_nonsense_timeout_before_any_check(cli: Runner, value: str) -> None:
+    result = cli(
+        "doctor",
+        "--endpoint",
+        "https://flyte.example.invalid",
+        "--audience",
+        "123456789012-iap.apps.googleusercontent.com",
+        "--timeout",
+        value,
+    )
+
+    assert result.returncode == 2, result.stderr
+    assert result.stdout == ""
+    assert "--timeout" in result.stderr
