@@ -36,6 +36,8 @@ NOT_RUN = {
     "flyte_iap/cache.py": "a fragment of flyte_iap.user_tokens' refresh: new_token comes from Google",
     "flyte_iap/client_secrets.py": "reads a Secret Manager secret of a real project",
     "flyte_iap/doctor.py": "walks a live deployment at flyte.example.com",
+    "flyte_iap/discovery.py": "asks a live deployment at flyte.example.com for IAP's sign-in redirect",
+    "flyte_iap/signed_jwt.py": "signs through IAM Credentials for a service account of a real project",
     "flyte_iap/requests_auth.py": "calls a live deployment at flyte.example.com",
     "flyte_iap/service_account.py": "impersonates a service account of a real project",
     "flyte_iap/manifest_check/__init__.py": "checks the reader's rendered.yaml and gke/ directory",

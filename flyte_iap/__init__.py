@@ -33,6 +33,8 @@ _LAZY: dict[str, str] = {
     "IapAuth": "flyte_iap.requests_auth",
     # service-account ID tokens
     "get_service_account_id_token": "flyte_iap.service_account",
+    # service-account signed JWTs
+    "get_service_account_jwt": "flyte_iap.signed_jwt",
     # manifest checks (flyte-iap check)
     "check_paths": "flyte_iap.manifest_check",
     "check_text": "flyte_iap.manifest_check",

@@ -19,6 +19,8 @@ import sys
 
 from flyte_iap.idtoken import DEFAULT_MIN_VALID
 
+_FORMATS = ("token", "json", "exec-credential")
+
 # typing costs milliseconds at import; the annotations are strings (PEP 563) and type checkers read this
 # constant as True.
 TYPE_CHECKING = False
@@ -39,6 +41,9 @@ _USER_OPTIONS = {
     "--port": "port",
     "--timeout": "timeout",
     "--no-browser": "no_browser",
+    "--format": "format",
+    "--endpoint": "endpoint",
+    "--profile": "profile",
 }
 #: Options that take no value.
 _FLAGS = frozenset({"--no-browser"})
@@ -60,6 +65,8 @@ _ENV = {
     "port": "FLYTE_IAP_PORT",
     "timeout": "FLYTE_IAP_TIMEOUT",
     "no_browser": "FLYTE_IAP_NO_BROWSER",
+    "endpoint": "FLYTE_IAP_ENDPOINT",
+    "profile": "FLYTE_IAP_PROFILE",
 }
 # The compat command's options read the variables click derives from their own names.
 _COMPAT_ENV = {
@@ -100,6 +107,7 @@ _VALID: dict[str, Callable[[str], bool]] = {
     "client_secrets_file": _not_a_directory,
     "key_file": _not_a_directory,
     "service_account_key": _readable_file,
+    "format": lambda v: v in _FORMATS,
 }
 
 
@@ -145,6 +153,23 @@ def _options(
     for key, env in env_names.items():
         if key not in opts and os.environ.get(env):
             opts[key] = os.environ[env]
+    if opts.get("profile"):
+        from flyte_iap.profiles import get_profile
+
+        values = get_profile(opts["profile"])  # a bad file raises: the click path reports it
+        for key in ("audience", "client_id", "impersonate_service_account", "key_file"):
+            field = "endpoint" if key == "audience" and table is _JWT_OPTIONS else key
+            if key not in opts and key in table.values() and values.get(field):
+                opts[key] = values[field]
+    if (
+        not opts.get("audience")
+        and opts.get("client_id")
+        and not opts.get("endpoint")
+        and table is _USER_OPTIONS
+    ):
+        # Google-managed client: the allowlisted Desktop client's own ID is the audience (as in the CLI;
+        # with --endpoint the CLI finds the audience from IAP's redirect instead).
+        opts["audience"] = opts["client_id"]
     if not all(opts.get(key) for key in required):
         return None
     for key, value in opts.items():
@@ -187,13 +212,20 @@ _SA_OPTIONS: dict[str, str] = {
     "--impersonate-service-account": "impersonate_service_account",
     "--key-file": "key_file",
     "--min-valid": "min_valid",
+    "--format": "format",
+    "--profile": "profile",
 }
 _SA_ENV = {
     "audience": "FLYTE_IAP_AUDIENCE",
     "impersonate_service_account": "FLYTE_IAP_IMPERSONATE_SERVICE_ACCOUNT",
     "key_file": "FLYTE_IAP_KEY_FILE",
     "min_valid": "FLYTE_IAP_MIN_VALID",
+    "profile": "FLYTE_IAP_PROFILE",
 }
+# Service-account JWTs (flyte_iap.signed_jwt): --url plays the audience's part.
+_JWT_OPTIONS: dict[str, str] = {**_SA_OPTIONS, "--url": "audience"}
+del _JWT_OPTIONS["--audience"]
+_JWT_ENV = {**_SA_ENV, "audience": "FLYTE_IAP_URL"}
 _COMPAT_SA_OPTIONS: dict[str, str] = {
     "--webapp_client_id": "audience",
     "--service_account_key": "key_file",
@@ -220,6 +252,30 @@ def _sa_token(args: list[str], table: dict[str, str], env_names: dict[str, str])
     )
 
 
+def _sa_jwt(args: list[str]) -> str | None:
+    parsed = _options(args, _JWT_OPTIONS, _JWT_ENV)
+    if parsed is None:
+        return None
+    opts, min_valid = parsed
+    from flyte_iap.signed_jwt import cached_jwt
+
+    return cached_jwt(
+        opts["audience"],
+        impersonate_service_account=opts.get("impersonate_service_account") or None,
+        key_file=opts.get("key_file") or None,
+        min_valid=min_valid,
+    )
+
+
+def _output_format(args: list[str]) -> str:
+    """The --format a fast command was given (already validated by its parser), else ``token``."""
+    for i, arg in enumerate(args):
+        name, eq, value = arg.partition("=")
+        if name == "--format":
+            return value if eq else args[i + 1]
+    return "token"
+
+
 #: command name -> function returning a cached token or None. Other token commands register here.
 FAST_COMMANDS: dict[str, Callable[[list[str]], str | None]] = {
     "token": lambda args: _user_token(args, _USER_OPTIONS, _ENV),
@@ -227,19 +283,55 @@ FAST_COMMANDS: dict[str, Callable[[list[str]], str | None]] = {
         args, _COMPAT_USER_OPTIONS, _COMPAT_ENV, _COMPAT_USER_REQUIRED
     ),
     "sa-token": lambda args: _sa_token(args, _SA_OPTIONS, _SA_ENV),
+    "sa-jwt": _sa_jwt,
     "generate-service-account-id-token": lambda args: _sa_token(args, _COMPAT_SA_OPTIONS, _COMPAT_SA_ENV),
 }
+
+
+def _status(args: list[str]) -> int | None:
+    """``flyte-iap status`` without click (the same output as :mod:`flyte_iap.cli.status`), or None."""
+    opts = _parse(args, {"--audience": "audience", "--format": "format"})
+    if opts is None:
+        return None
+    fmt = opts.get("format") or "text"
+    audience = opts.get("audience") or os.environ.get("FLYTE_IAP_AUDIENCE") or None
+    if fmt not in ("text", "json"):
+        return None
+    from flyte_iap.cache import TokenCache
+    from flyte_iap.status import LOGIN_HINT, render, stored_identities
+
+    cache = TokenCache()
+    identities = stored_identities(cache, audience=audience)
+    out = render(identities, fmt) + "\n"
+    for message in dict.fromkeys(cache.warnings):
+        sys.stderr.write(f"warning: {message}\n")
+    sys.stdout.write(out)
+    sys.stdout.flush()
+    if any(i["usable"] for i in identities):
+        return 0
+    where = f" for audience {audience}" if audience else ""
+    sys.stderr.write(f"error: nothing usable is stored{where}\nhint: {LOGIN_HINT}\n")
+    return 1
 
 
 def main() -> None:
     """Entry point of the ``flyte-iap`` console script."""
     argv = sys.argv[1:]
+    if argv and argv[0] == "status" and os.environ.get("FLYTE_IAP_NO_FAST_PATH") != "1":
+        code = _status(argv[1:])
+        if code is not None:
+            sys.exit(code)
     if argv and argv[0] in FAST_COMMANDS and os.environ.get("FLYTE_IAP_NO_FAST_PATH") != "1":
         try:
             token = FAST_COMMANDS[argv[0]](argv[1:])
         except Exception:  # any doubt goes to the slow path, which reports it properly
             token = None
         if token:
+            fmt = "token" if argv[0].startswith("generate-") else _output_format(argv[1:])
+            if fmt != "token":
+                from flyte_iap.token_output import render
+
+                token = render(token, fmt)
             sys.stdout.write(token + "\n")
             sys.stdout.flush()
             return

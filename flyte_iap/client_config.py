@@ -55,7 +55,7 @@ from flyte_iap.errors import ConfigurationError
 from flyte_iap.private_file import write_private_file
 
 ADMIN_AUTH_TYPES = {"none": None, "pkce": "Pkce", "client-secret": "ClientSecret"}
-MODES = ("user", "service-account")
+MODES = ("user", "service-account", "service-account-jwt")
 #: Which client reads the file: flytekit/flytectl (Flyte 1) or the ``flyte`` SDK 2.x (Flyte 2).
 SDKS = ("flytekit", "flyte2")
 
@@ -67,7 +67,8 @@ class ClientConfig:
     Attributes:
         endpoint: flyteadmin behind IAP: ``https://host``, ``host``, ``host:port`` or ``dns:///host``.
         audience: the IAP OAuth client ID (the ID token's ``aud``).
-        mode: ``user`` (``flyte-iap token``) or ``service-account`` (``flyte-iap sa-token``).
+        mode: ``user`` (``flyte-iap token``), ``service-account`` (``flyte-iap sa-token``) or
+            ``service-account-jwt`` (``flyte-iap sa-jwt --url`` the endpoint's URL; no audience needed).
         client_id: user mode: the Desktop OAuth client to sign in with (``--client-id``).
         impersonate_service_account: service-account mode: the account to mint tokens for.
         admin_auth: flyteadmin's own auth: ``none``, ``pkce`` or ``client-secret``.
@@ -98,6 +99,9 @@ class ClientConfig:
     sdk: str = "flytekit"
     project: str | None = None
     domain: str | None = None
+    #: a profile of the profiles file (flyte_iap.profiles): the proxy command is then just
+    #: ``[command, token|sa-token|sa-jwt, --profile, NAME]``, the profile holding the rest.
+    profile: str | None = None
 
 
 def split_endpoint(endpoint: str) -> tuple[str, int | None, bool | None]:
@@ -165,6 +169,9 @@ def proxy_command(config: ClientConfig) -> list[str]:
     """
     if config.mode not in MODES:
         raise ConfigurationError(f"unknown mode {config.mode!r}", "use user or service-account")
+    if config.profile:
+        verb = {"user": "token", "service-account": "sa-token", "service-account-jwt": "sa-jwt"}[config.mode]
+        return [config.command, verb, "--profile", config.profile]
     if config.mode == "user":
         if config.impersonate_service_account:
             raise ConfigurationError(
@@ -180,6 +187,18 @@ def proxy_command(config: ClientConfig) -> list[str]:
             "--client-id (a Desktop OAuth client) is for user mode",
             "service accounts need no OAuth client: drop --client-id",
         )
+    if config.mode == "service-account-jwt":
+        host, port, insecure = split_endpoint(config.endpoint)
+        scheme = "http" if insecure else "https"
+        command = [
+            config.command,
+            "sa-jwt",
+            "--url",
+            f"{scheme}://{_hostport(host, port, default=80 if insecure else 443)}",
+        ]
+        if config.impersonate_service_account:
+            command += ["--impersonate-service-account", config.impersonate_service_account]
+        return command
     command = [config.command, "sa-token", "--audience", config.audience]
     if config.impersonate_service_account:
         command += ["--impersonate-service-account", config.impersonate_service_account]
@@ -206,7 +225,8 @@ def build(config: ClientConfig) -> dict[str, Any]:
         raise ConfigurationError(
             "--project and --domain are written for the flyte SDK (Flyte 2) only", "add --sdk flyte2"
         )
-    if not config.audience or not config.audience.strip():
+    needs_audience = config.mode != "service-account-jwt" and not config.profile
+    if needs_audience and (not config.audience or not config.audience.strip()):
         raise ConfigurationError("no audience", "pass --audience, the IAP OAuth client ID")
     host, port, scheme_insecure = split_endpoint(config.endpoint)
     insecure = config.insecure if config.insecure is not None else bool(scheme_insecure)

@@ -91,6 +91,18 @@ def generate_id_token_url(service_account: str) -> str:
     return f"{iamcredentials_uri()}/v1/projects/-/serviceAccounts/{service_account}:generateIdToken"
 
 
+def sign_jwt_url(service_account: str) -> str:
+    """iamcredentials ``signJwt`` for one service account (``projects/-/``: the wildcard is required).
+
+    Args:
+        service_account: the account's email.
+
+    Returns:
+        The method's URL under :func:`iamcredentials_uri`.
+    """
+    return f"{iamcredentials_uri()}/v1/projects/-/serviceAccounts/{service_account}:signJwt"
+
+
 def secret_version_access_url(resource: str) -> str:
     """Secret Manager ``versions/*:access`` for one secret version.
 

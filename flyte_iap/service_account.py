@@ -665,23 +665,47 @@ def _probe_metadata(source: CredentialSource) -> None:
 
 
 def _from_metadata(source: CredentialSource, audience: str, target: str | None, http: HttpRequest) -> str:
-    _probe_metadata(source)
+    if target is None:
+        _probe_metadata(source)
+        with _metadata_errors():
+            token = _metadata_get(
+                http,
+                "instance/service-accounts/default/identity",
+                params={"audience": audience, "format": "full"},
+            )
+        return str(token).strip()
+    caller, _ = metadata_caller(source, http)
+    return _generate_id_token(caller, target, [], audience)
+
+
+def _metadata_errors() -> contextlib.AbstractContextManager[None]:
     what = "the metadata server"
-    with _google_errors(
+    return _google_errors(
         what,
         rejected=f"{what} gave no token",
         hint="on GKE, the pod's Kubernetes service account needs the iam.gke.io/gcp-service-account "
         "annotation and Workload Identity on its node pool",
         unreachable_hint="it answered the probe and then failed; on GKE the metadata server can take a few "
         "seconds to serve a new pod: retry, and check GCE_METADATA_HOST",
-    ):
-        if target is None:
-            token = _metadata_get(
-                http,
-                "instance/service-accounts/default/identity",
-                params={"audience": audience, "format": "full"},
-            )
-            return str(token).strip()
+    )
+
+
+def metadata_caller(source: CredentialSource, http: HttpRequest) -> tuple[_Caller, str]:
+    """The metadata server's service account as an iamcredentials caller, and its email.
+
+    Args:
+        source: the metadata-server source from :func:`find_credentials` (for the "not found" message).
+        http: from :func:`_http`.
+
+    Returns:
+        The caller (a ``cloud-platform`` access token) and the account's email.
+
+    Raises:
+        CredentialsError: no metadata server answers, or it gives no token.
+        TransportError: it stopped answering.
+    """
+    _probe_metadata(source)
+    with _metadata_errors():
         email = str(_metadata_get(http, "instance/service-accounts/default/email")).strip()
         reply = _metadata_get(
             http,
@@ -689,9 +713,11 @@ def _from_metadata(source: CredentialSource, audience: str, target: str | None, 
             params={"scopes": endpoints.CLOUD_PLATFORM_SCOPE},
         )
     if not isinstance(reply, dict) or not isinstance(reply.get("access_token"), str):
-        raise TransportError(f"{what} answered without an access token", "is GCE_METADATA_HOST right?")
+        raise TransportError(
+            "the metadata server answered without an access token", "is GCE_METADATA_HOST right?"
+        )
     caller = _Caller(reply["access_token"], f"{email} (from the metadata server)", f"serviceAccount:{email}")
-    return _generate_id_token(caller, target, [], audience)
+    return caller, email
 
 
 # -- callers of iamcredentials -----------------------------------------------------------------------

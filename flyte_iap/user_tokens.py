@@ -578,6 +578,12 @@ def _refresh(
     except OAuthError as exc:
         if exc.error == "invalid_grant":
             exc.hint = "the stored sign-in was revoked or has expired; sign in again with `flyte-iap login`"
+        elif exc.error == "invalid_audience":
+            exc.hint = (
+                f"Google mints ID tokens for another client ({audience}) only when it is in the Desktop "
+                "client's project; if the app uses the Google-managed OAuth client, use the allowlisted "
+                f"Desktop client's own ID as the audience (--audience {client_id}, or leave --audience out)"
+            )
         raise
     id_token = reply.get("id_token")
     if not isinstance(id_token, str) or not id_token:

@@ -92,4 +92,8 @@ _INTERRUPTED_HINT = "hint: nothing was stored; run the command again when you ar
 from flyte_iap.cli import deployment, tokens  # noqa: E402
 
 __all__ = ["cli", "deployment", "main", "tokens"]
-from flyte_iap.cli import proxy  # noqa: E402,F401  (flyte-iap proxy: flyte_iap.local_proxy)
+from flyte_iap.cli import (  # noqa: E402
+    profiles,  # noqa: F401  (flyte-iap profile: flyte_iap.profiles)
+    proxy,  # noqa: F401  (flyte-iap proxy: flyte_iap.local_proxy)
+    status,  # noqa: F401  (flyte-iap status: flyte_iap.status)
+)

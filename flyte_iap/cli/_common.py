@@ -48,13 +48,16 @@ def echo_warnings(warnings: list[str]) -> None:
     warnings.clear()
 
 
-def emit_token(token: str) -> None:
-    """Write a token to stdout: the token and a newline, nothing else.
+def emit_token(token: str, fmt: str = "token") -> None:
+    """Write a token to stdout: the token (or its JSON document) and a newline, nothing else.
 
     Args:
         token: what flytekit and flytectl send as ``proxy-authorization: Bearer <token>``.
+        fmt: one of :data:`flyte_iap.token_output.FORMATS`.
     """
-    sys.stdout.write(token + "\n")
+    from flyte_iap.token_output import render
+
+    sys.stdout.write(render(token, fmt) + "\n")
     sys.stdout.flush()
 
 
@@ -121,6 +124,17 @@ class Seconds(click.FloatRange):
         if not math.isfinite(number):
             self.fail(f"{value!r} is not a finite number of seconds.", param, ctx)
         return number
+
+
+format_option = click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["token", "json", "exec-credential"]),
+    default="token",
+    show_default=True,
+    help='stdout: the bare token (for admin.proxyCommand), JSON {"token", "expiry"}, or a Kubernetes '
+    "ExecCredential.",
+)
 
 
 def min_valid_option(help_text: str) -> Decorator:

@@ -12,9 +12,7 @@ from flyte_iap.cli import cli
 from flyte_iap.cli._common import (
     AUDIENCE_HELP,
     Seconds,
-    audience_option,
     echo_warnings,
-    endpoint_option,
     option,
 )
 
@@ -25,8 +23,20 @@ if TYPE_CHECKING:
 
 
 @cli.command("config", short_help="Print or write ~/.flyte/config.yaml.")
-@endpoint_option
-@audience_option
+@option(
+    "--endpoint", metavar="URL", help="flyteadmin behind IAP: https://flyte.example.com [or the profile's]."
+)
+@option(
+    "--audience",
+    metavar="CLIENT_ID",
+    help=AUDIENCE_HELP + " [default: found from IAP's sign-in redirect at --endpoint, or the profile's].",
+)
+@option(
+    "--profile",
+    metavar="NAME",
+    help="Write a config whose proxy command calls this profile (`flyte-iap token --profile NAME`).",
+)
+@option("--service-account-jwt", is_flag=True, help="Service-account JWT mode: `flyte-iap sa-jwt`.")
 @option(
     "--client-id",
     metavar="CLIENT_ID",
@@ -91,8 +101,10 @@ if TYPE_CHECKING:
 @click.option("--project", metavar="NAME", help="With --sdk flyte2: the default project (task.project).")
 @click.option("--domain", metavar="NAME", help="With --sdk flyte2: the default domain (task.domain).")
 def config_command(
-    endpoint: str,
-    audience: str,
+    endpoint: str | None,
+    audience: str | None,
+    profile: str | None,
+    service_account_jwt: bool,
     client_id: str | None,
     service_account: bool,
     impersonate_service_account: str | None,
@@ -115,11 +127,29 @@ def config_command(
     """
     from flyte_iap import client_config
 
+    mode = "service-account" if service_account or impersonate_service_account else "user"
+    if service_account_jwt:
+        mode = "service-account-jwt"
+    if profile:
+        from flyte_iap.profiles import get_profile
+
+        values = get_profile(profile)
+        endpoint = endpoint or values.get("endpoint")
+        audience = audience or values.get("audience")
+        if not (service_account or impersonate_service_account or service_account_jwt):
+            mode = values.get("mode", "user")
+    if not endpoint:
+        raise click.UsageError("Missing option '--endpoint' (or a --profile that sets it).")
+    if mode == "user" and not audience and not profile:
+        from flyte_iap.discovery import choose_audience, discover_client_id
+
+        audience = choose_audience(discover_client_id(endpoint), client_id)[0]
     settings = client_config.ClientConfig(
         endpoint=endpoint,
-        audience=audience,
-        mode="service-account" if service_account or impersonate_service_account else "user",
-        client_id=client_id,
+        audience=audience or "",
+        mode=mode,
+        profile=profile,
+        client_id=None if profile else client_id,
         impersonate_service_account=impersonate_service_account,
         admin_auth=admin_auth,
         admin_client_id=admin_client_id,
@@ -133,7 +163,7 @@ def config_command(
         domain=domain,
     )
     text = client_config.render(settings)
-    echo_warnings(client_config.audience_warnings(audience))
+    echo_warnings(client_config.audience_warnings(audience or ""))
     if output is None:
         click.echo(text, nl=False)
         return
@@ -244,6 +274,18 @@ def doctor_command(
             timeout=timeout,
         )
     else:
+        if (
+            audience is None
+            and endpoint
+            and config_file is None
+            and client_config.default_config_path() is None
+        ):
+            # no client config to read: IAP's own sign-in redirect names the app's client
+            from flyte_iap.discovery import choose_audience, discover_client_id
+
+            discovered = discover_client_id(endpoint, timeout=timeout, ca_cert=ca_cert)
+            audience, how = choose_audience(discovered, client_id)
+            click.echo(f"audience {audience} ({how}), from IAP's sign-in redirect", err=True)
         if endpoint is None or audience is None:
             loaded = _doctor_config(config_file)
             endpoint = endpoint or loaded.endpoint

@@ -11,8 +11,8 @@ from flyte_iap.cli._common import (
     AUDIENCE_HELP,
     Decorator,
     Seconds,
-    audience_option,
     emit_token,
+    format_option,
     min_valid_option,
     option,
     options,
@@ -28,10 +28,89 @@ def _notify(message: str) -> None:
     click.echo(message, err=True)
 
 
+profile_option = option(
+    "--profile",
+    metavar="NAME",
+    envvar="FLYTE_IAP_PROFILE",
+    help="A deployment from the profiles file (`flyte-iap profile list`): its settings fill the options "
+    "not given.",
+)
+
+
+def _with_profile(profile: str | None, **given: str | None) -> dict[str, str | None]:
+    """``given`` with each None filled from the profile (``url`` comes from the profile's endpoint)."""
+    if not profile:
+        return given
+    from flyte_iap.profiles import get_profile
+
+    values = get_profile(profile)
+    filled = dict(given)
+    for key, value in given.items():
+        if value is None:
+            filled[key] = values.get("endpoint" if key == "url" else key)
+    return filled
+
+
+def _audience(
+    audience: str | None, client_id: str | None, client_secrets_file: str | None, endpoint: str | None = None
+) -> str:
+    """--audience; else from IAP's sign-in redirect at --endpoint; else the Desktop client's own ID.
+
+    With --endpoint, a given --audience is checked against the app's client too (one request, made only
+    on the click path: a warm `token --audience ...` never gets here).
+    """
+    desktop = client_id
+    if not desktop and client_secrets_file:
+        from flyte_iap.client_secrets import SecretSource
+
+        source = SecretSource.from_options(None, client_secrets_file, None)
+        if source is not None:
+            desktop = source.resolve(None)[0]
+    if endpoint:
+        from flyte_iap.discovery import choose_audience, discover_client_id, managed_client_hint
+
+        discovered = discover_client_id(endpoint)
+        chosen, mode = choose_audience(discovered, desktop)
+        if audience is None:
+            return chosen
+        if audience == desktop or (audience == discovered and mode == "custom"):
+            return audience
+        from flyte_iap.errors import ConfigurationError
+
+        if mode == "custom":
+            hint = f"use --audience {discovered} (or leave --audience out with --endpoint)"
+        else:
+            hint = managed_client_hint(endpoint, discovered)
+        raise ConfigurationError(
+            f"--audience {audience} is not an audience IAP at {endpoint} accepts from this sign-in: the "
+            f"app's OAuth client is {discovered}",
+            hint,
+        )
+    if audience:
+        return audience
+    if desktop:
+        return desktop
+    raise click.UsageError(
+        "Missing option '--audience' (the IAP app's OAuth client ID; or --endpoint URL to find it; with the "
+        "Google-managed client, pass --client-id alone: the Desktop client's ID is then the audience)."
+    )
+
+
 def _user_login_options(store_default: str | None) -> Decorator:
     """The options `login` and `token` share: which Desktop client, its secret, the store, the browser."""
     return options(
-        audience_option,
+        option(
+            "--audience",
+            metavar="CLIENT_ID",
+            help=AUDIENCE_HELP + " With the Google-managed client, the allowlisted Desktop client's ID: the "
+            "default when --client-id (or --client-secrets-file) is given and --audience is not.",
+        ),
+        option(
+            "--endpoint",
+            metavar="URL",
+            help="The app behind IAP (https://flyte.example.com): find the audience from IAP's sign-in "
+            "redirect, or check --audience against it (one request, only when no cached token is used).",
+        ),
         option(
             "--client-id",
             metavar="CLIENT_ID",
@@ -84,19 +163,22 @@ def _user_login_options(store_default: str | None) -> Decorator:
 
 
 @cli.command("login", short_help="Sign in with Google in a browser, once.")
-@_user_login_options(store_default="file")
+@_user_login_options(store_default=None)
+@profile_option
 def login_command(
-    audience: str,
+    audience: str | None,
+    endpoint: str | None,
     client_id: str | None,
     client_secret: str | None,
     client_secrets_file: str | None,
     client_secret_gcp_secret: str | None,
-    store: str,
+    store: str | None,
     port: int,
     timeout: float,
     no_browser: bool,
+    profile: str | None,
 ) -> None:
-    """Sign in with Google in a browser and store the grant for --audience.
+    """Sign in with Google in a browser and store the grant for --audience (file store by default).
 
     Uses OAuth 2.0 for installed apps (PKCE, loopback redirect on 127.0.0.1) with a Desktop OAuth client
     in the IAP app's project. Afterwards `flyte-iap token --audience ...` prints ID tokens without a
@@ -104,6 +186,17 @@ def login_command(
     """
     from flyte_iap.user_tokens import login_user
 
+    o = _with_profile(
+        profile,
+        audience=audience,
+        client_id=client_id,
+        client_secrets_file=client_secrets_file,
+        client_secret_gcp_secret=client_secret_gcp_secret,
+        store=store,
+    )
+    audience, client_id, client_secrets_file = o["audience"], o["client_id"], o["client_secrets_file"]
+    client_secret_gcp_secret, store = o["client_secret_gcp_secret"], o["store"] or "file"
+    audience = _audience(audience, client_id, client_secrets_file, endpoint)
     with token_cache() as cache:
         result = login_user(
             audience,
@@ -120,17 +213,22 @@ def login_command(
         )
     who = printable(result.email) if result.email else "your Google account"
     click.echo(f"Signed in as {who} for audience {audience} (refresh token in the {store} store).", err=True)
-    click.echo(
-        f"Set admin.proxyCommand to: [flyte-iap, token, --audience, {audience}]",
-        err=True,
+    command = (
+        f"[flyte-iap, token, --profile, {profile}]"
+        if profile
+        else f"[flyte-iap, token, --audience, {audience}]"
     )
+    click.echo(f"Set admin.proxyCommand to: {command}", err=True)
 
 
 @cli.command("token", short_help="Print the user's ID token for IAP.")
 @_user_login_options(store_default=None)
 @min_valid_option("Refresh when the cached token has fewer seconds left than this.")
+@format_option
+@profile_option
 def token_command(
-    audience: str,
+    audience: str | None,
+    endpoint: str | None,
     client_id: str | None,
     client_secret: str | None,
     client_secrets_file: str | None,
@@ -140,6 +238,8 @@ def token_command(
     timeout: float,
     no_browser: bool,
     min_valid: float,
+    output_format: str,
+    profile: str | None,
 ) -> None:
     """Print the user's Google ID token for --audience on stdout, for admin.proxyCommand.
 
@@ -150,6 +250,17 @@ def token_command(
     """
     from flyte_iap.user_tokens import get_user_id_token
 
+    o = _with_profile(
+        profile,
+        audience=audience,
+        client_id=client_id,
+        client_secrets_file=client_secrets_file,
+        client_secret_gcp_secret=client_secret_gcp_secret,
+        store=store,
+    )
+    audience, client_id, client_secrets_file = o["audience"], o["client_id"], o["client_secrets_file"]
+    client_secret_gcp_secret, store = o["client_secret_gcp_secret"], o["store"]
+    audience = _audience(audience, client_id, client_secrets_file, endpoint)
     with token_cache(deadline=True) as cache:
         token = get_user_id_token(
             audience,
@@ -165,16 +276,22 @@ def token_command(
             notify=_notify,
             cache=cache,
         )
-    emit_token(token)
+    emit_token(token, output_format)
 
 
 @cli.command("logout", short_help="Forget (and --revoke) a sign-in.")
-@audience_option
+@option("--audience", metavar="CLIENT_ID", help=AUDIENCE_HELP + " Required unless --profile gives it.")
 @option("--client-id", metavar="CLIENT_ID", help="Only this Desktop client's sign-in [default: all].")
 @option("--revoke", is_flag=True, help="Also revoke the refresh token at Google.")
-def logout_command(audience: str, client_id: str | None, revoke: bool) -> None:
+@profile_option
+def logout_command(audience: str | None, client_id: str | None, revoke: bool, profile: str | None) -> None:
     """Forget the stored sign-in for --audience (ID token, refresh token, client secret)."""
     from flyte_iap.user_tokens import logout_user
+
+    o = _with_profile(profile, audience=audience, client_id=client_id)
+    audience = o["audience"] or (o["client_id"] if profile else None)
+    if not audience:
+        raise click.UsageError("Missing option '--audience' (or a --profile that sets it).")
 
     with token_cache() as cache:
         forgotten = logout_user(audience, client_id=client_id, revoke=revoke, cache=cache)
@@ -224,7 +341,9 @@ def generate_user_id_token_command(
 # -- service-account ID tokens: sa-token / generate-service-account-id-token (flyte_iap.service_account) --
 
 
-def _print_sa_token(audience: str, impersonate: str | None, key_file: str | None, min_valid: float) -> None:
+def _print_sa_token(
+    audience: str, impersonate: str | None, key_file: str | None, min_valid: float, fmt: str = "token"
+) -> None:
     from flyte_iap.service_account import get_service_account_id_token
 
     with token_cache(deadline=True) as cache:
@@ -235,11 +354,19 @@ def _print_sa_token(audience: str, impersonate: str | None, key_file: str | None
             min_valid=min_valid,
             cache=cache,
         )
-    emit_token(token)
+    emit_token(token, fmt)
+
+
+_IMPERSONATE_HELP = (
+    "Mint the token for this service account through iamcredentials generateIdToken, using the "
+    "credentials found (needs roles/iam.serviceAccountOpenIdTokenCreator on it). Required with user "
+    "credentials."
+)
+_KEY_FILE_HELP = "A service-account key JSON, used instead of looking for credentials."
 
 
 @cli.command("sa-token", short_help="Print a service account's ID token.")
-@audience_option
+@option("--audience", metavar="CLIENT_ID", help=AUDIENCE_HELP + " Required unless --profile gives it.")
 @option(
     "--impersonate-service-account",
     metavar="SA_EMAIL",
@@ -254,8 +381,15 @@ def _print_sa_token(audience: str, impersonate: str | None, key_file: str | None
     help="A service-account key JSON, used instead of looking for credentials.",
 )
 @min_valid_option("Mint a new token when the cached one has fewer seconds left than this.")
+@format_option
+@profile_option
 def sa_token_command(
-    audience: str, impersonate_service_account: str | None, key_file: str | None, min_valid: float
+    audience: str | None,
+    impersonate_service_account: str | None,
+    key_file: str | None,
+    min_valid: float,
+    output_format: str,
+    profile: str | None,
 ) -> None:
     """Print a service account's Google ID token for --audience on stdout: for CI and workloads.
 
@@ -264,8 +398,66 @@ def sa_token_command(
     Identity Federation, or a user login with --impersonate-service-account); the metadata server
     (GCE, GKE Workload Identity, Cloud Run). A cached token is printed without any network call.
     It ends within 60 s (FLYTE_IAP_COMMAND_DEADLINE).
+    For an app that uses the Google-managed OAuth client, use `flyte-iap sa-jwt` instead.
     """
-    _print_sa_token(audience, impersonate_service_account, key_file, min_valid)
+    o = _with_profile(
+        profile, audience=audience, impersonate_service_account=impersonate_service_account, key_file=key_file
+    )
+    if not o["audience"]:
+        raise click.UsageError("Missing option '--audience' (or a --profile that sets it).")
+    _print_sa_token(o["audience"], o["impersonate_service_account"], o["key_file"], min_valid, output_format)
+
+
+@cli.command("sa-jwt", short_help="Print a service account's signed JWT (no OAuth client needed).")
+@option(
+    "--url",
+    metavar="URL",
+    help="The IAP app's URL, https://flyte.example.com: the JWT's audience is `URL/*` (every path); a "
+    "URL with a path, or ending in `*`, is used as it is. Required unless --profile gives an endpoint.",
+)
+@option(
+    "--impersonate-service-account",
+    metavar="SA_EMAIL",
+    help="Sign for this service account through iamcredentials signJwt, using the credentials found (needs "
+    "roles/iam.serviceAccountTokenCreator on it). Required with user credentials.",
+)
+@option(
+    "--key-file", metavar="FILE", type=click.Path(dir_okay=False), help=_KEY_FILE_HELP + " Signs locally."
+)
+@min_valid_option("Sign a new JWT when the cached one has fewer seconds left than this (JWTs live 3600 s).")
+@format_option
+@profile_option
+def sa_jwt_command(
+    url: str | None,
+    impersonate_service_account: str | None,
+    key_file: str | None,
+    min_valid: float,
+    output_format: str,
+    profile: str | None,
+) -> None:
+    """Print a service-account signed JWT for the IAP app at --url on stdout: for CI and workloads.
+
+    IAP accepts it whatever OAuth client the app uses, including the Google-managed one, which gives ID
+    tokens no programmatic access. Claims: iss = sub = the service account, aud = `URL/*`, a lifetime of one
+    hour. Credentials are found as for `sa-token`; a key file signs locally, anything else calls IAM
+    Credentials signJwt. A cached JWT is printed without any network call.
+    """
+    from flyte_iap.signed_jwt import get_service_account_jwt
+
+    o = _with_profile(
+        profile, url=url, impersonate_service_account=impersonate_service_account, key_file=key_file
+    )
+    if not o["url"]:
+        raise click.UsageError("Missing option '--url' (or a --profile that sets an endpoint).")
+    with token_cache(deadline=True) as cache:
+        token = get_service_account_jwt(
+            o["url"],
+            impersonate_service_account=o["impersonate_service_account"],
+            key_file=o["key_file"],
+            min_valid=min_valid,
+            cache=cache,
+        )
+    emit_token(token, output_format)
 
 
 @cli.command("generate-service-account-id-token", short_help="The old plugin's name for `sa-token`.")

@@ -27,7 +27,11 @@ path                                                       Google service
 ``POST /revoke``                                           OAuth revocation
 ``GET /oauth2/v1/certs``, ``GET /oauth2/v3/certs``         ID-token signing keys (PEM certs / JWKS)
 ``GET /``, ``GET /computeMetadata/v1/...``                 GCE/GKE metadata server
-``POST /v1/projects/-/serviceAccounts/SA:generateIdToken``  IAM Credentials (also ``:generateAccessToken``)
+``POST /v1/projects/-/serviceAccounts/SA:generateIdToken``  IAM Credentials (also ``:generateAccessToken``,
+                                                           ``:signJwt``)
+``GET /robot/v1/metadata/x509/SA``                         a service account's public keys (PEM certs)
+``GET /iap/verify/public_key-jwk``                         IAP's signed-header keys (see
+                                                           :meth:`FakeGoogle.publish_iap_keys`)
 ``GET /v1/projects/P/secrets/S/versions/V:access``          Secret Manager
 ``POST /v1/token``                                         STS (Workload Identity Federation)
 ``GET /.well-known/openid-configuration``                  OIDC discovery document
@@ -47,6 +51,16 @@ the consent screen rejects a missing or ``plain`` PKCE challenge, a missing ``st
 ``http://localhost:PORT/...`` (unless the client was registered with explicit ``redirect_uris``); a refresh
 token is only issued for ``access_type=offline``; and iamcredentials needs an explicit
 :meth:`FakeGoogle.allow_impersonation` even when a service account acts on itself.
+
+Where it is as strict as Google: IAM Credentials takes only ``projects/-/serviceAccounts/...`` (the API
+reference: "The ``-`` wildcard character is required; replacing it with a project ID is invalid") and a
+caller whose access token has the ``cloud-platform`` or ``iam`` scope (else 403
+``ACCESS_TOKEN_SCOPE_INSUFFICIENT``, Google's error shape for too narrow a token); ``signJwt`` checks the
+payload as its reference says (a JSON object; an ``exp`` not in the past and at most 12 hours ahead; no
+``exp`` gets one an hour ahead) and signs with a Google-managed key of the account, published with its
+key-file keys at ``/robot/v1/metadata/x509/SA``. The refresh grant's ``audience`` (an ID token for another
+client) must be a registered client of the same project as the refreshing client; the error text for a
+mismatch (``invalid_audience``) is as reported publicly, not from a Google reference page.
 
 Pointing a login flow's browser at the fake: set ``BROWSER`` to :attr:`FakeGoogle.browser_command` (which is
 ``<python> -m flyte_iap.testing browse %s``). :mod:`webbrowser` waits for that command, which in turn waits
@@ -93,6 +107,9 @@ _TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
 _SUBJECT_TOKEN_TYPES = ("urn:ietf:params:oauth:token-type:jwt", "urn:ietf:params:oauth:token-type:id_token")
 _ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
 _CLOUD_PLATFORM = "https://www.googleapis.com/auth/cloud-platform"
+_IAM_SCOPE = "https://www.googleapis.com/auth/iam"
+#: signJwt's limit on a payload's ``exp`` (IAM Credentials reference: "no more than 12 hours in the future").
+_SIGN_JWT_MAX_EXP = 12 * 3600
 _USERINFO_EMAIL = "https://www.googleapis.com/auth/userinfo.email"
 # Google answers with the long form of the short OpenID scopes.
 _SCOPE_ALIASES = {
@@ -344,6 +361,11 @@ def _scopes(text: str | Iterable[str] | None) -> list[str]:
     return out
 
 
+def _client_project(client_id: str) -> str:
+    """The project number an OAuth client ID starts with (``123456789012-abc.apps.googleusercontent.com``)."""
+    return client_id.partition("-")[0]
+
+
 def _rfc3339(epoch: float) -> str:
     return datetime.datetime.fromtimestamp(int(epoch), datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -391,6 +413,8 @@ class _AccessGrant:
 class _ServiceAccount:
     email: str
     key: _SigningKey | None = None
+    #: A Google-managed key: signs what ``signJwt`` signs (created on first use).
+    system_key: _SigningKey | None = None
 
     @property
     def unique_id(self) -> str:
@@ -505,6 +529,7 @@ class FakeGoogle:
         self._pools: dict[str, _Pool] = {}
         self._secrets: dict[str, _Secret] = {}
         self._faults: list[_Fault] = []
+        self._iap_jwks: list[dict[str, Any]] = []
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -1077,12 +1102,25 @@ class FakeGoogle:
                 return _not_found(request, status=405)
             return handler(request)
         match = re.fullmatch(
-            r"/v1/projects/[^/]+/serviceAccounts/([^/:]+):(generateIdToken|generateAccessToken)", path
+            r"/v1/projects/([^/]+)/serviceAccounts/([^/:]+):(generateIdToken|generateAccessToken|signJwt)",
+            path,
         )
         if match:
             if method != "POST":
                 return _not_found(request, status=405)
-            return self._iamcredentials(request, urllib.parse.unquote(match[1]), match[2])
+            if match[1] != "-":
+                # IAM Credentials reference: the "-" wildcard is required; a project ID is invalid.
+                raise _ApiError(400, "Request contains an invalid argument.")
+            return self._iamcredentials(request, urllib.parse.unquote(match[2]), match[3])
+        match = re.fullmatch(r"/robot/v1/metadata/x509/([^/]+)", path)
+        if match:
+            if method != "GET":
+                return _not_found(request, status=405)
+            return self._service_account_certs(request, urllib.parse.unquote(match[1]))
+        if path == "/iap/verify/public_key-jwk":
+            with self._lock:
+                keys = [k for jwks in self._iap_jwks for k in jwks.get("keys", [])]
+            return _json(200, {"keys": keys}, self._cache_headers())
         match = re.fullmatch(r"/v1/(projects/[^/]+/secrets/[^/]+)/versions/([^/:]+):access", path)
         if match:
             if method != "GET":
@@ -1304,6 +1342,14 @@ class FakeGoogle:
         }
         if "openid" in scopes:
             audience = form.get("audience") or client_id
+            if audience != client_id:
+                with self._lock:
+                    known = audience in self._clients
+                if not known or _client_project(audience) != _client_project(client_id):
+                    raise _OAuthError(
+                        "invalid_audience",
+                        "The audience client and the client need to be in the same project.",
+                    )
             body["id_token"] = self._user_id_token(grant.email, scopes, audience, client_id, access_token)
         return _json(200, body)
 
@@ -1549,11 +1595,28 @@ class FakeGoogle:
 
     def _iamcredentials(self, request: RecordedRequest, target: str, method: str) -> _Response:
         caller = self._caller(request)
-        permission = (
-            "iam.serviceAccounts.getOpenIdToken"
-            if method == "generateIdToken"
-            else ("iam.serviceAccounts.getAccessToken")
-        )
+        permission = {
+            "generateIdToken": "iam.serviceAccounts.getOpenIdToken",
+            "generateAccessToken": "iam.serviceAccounts.getAccessToken",
+            "signJwt": "iam.serviceAccounts.signJwt",
+        }[method]
+        if not {_CLOUD_PLATFORM, _IAM_SCOPE} & set(caller.scopes):
+            raise _ApiError(
+                403,
+                "Request had insufficient authentication scopes.",
+                [
+                    _error_info(
+                        "ACCESS_TOKEN_SCOPE_INSUFFICIENT",
+                        "googleapis.com",
+                        {
+                            "service": "iamcredentials.googleapis.com",
+                            "method": "google.iam.credentials.v1.IAMCredentials."
+                            + method[0].upper()
+                            + method[1:],
+                        },
+                    )
+                ],
+            )
         body = request.json
         if not isinstance(body, dict):
             raise _ApiError(400, "Invalid JSON payload received. Expected an object.")
@@ -1577,6 +1640,8 @@ class FakeGoogle:
                         )
                     ],
                 )
+        if method == "signJwt":
+            return self._sign_jwt(target, body)
         if method == "generateIdToken":
             audience = body.get("audience")
             if not audience or not isinstance(audience, str):
@@ -1596,6 +1661,60 @@ class FakeGoogle:
             lifetime = int(match[1])
         token, lifetime = self._new_access_token(target, _scopes(scopes), lifetime=lifetime)
         return _json(200, {"accessToken": token, "expireTime": _rfc3339(time.time() + lifetime)})
+
+    def _system_key(self, email: str) -> _SigningKey:
+        with self._lock:
+            account = self._service_accounts.setdefault(email, _ServiceAccount(email))
+            if account.system_key is None:
+                account.system_key = self._new_key()
+            return account.system_key
+
+    def _sign_jwt(self, target: str, body: dict[str, Any]) -> _Response:
+        payload = body.get("payload")
+        try:
+            claims = json.loads(payload) if isinstance(payload, str) else None
+        except ValueError:
+            claims = None
+        if not isinstance(claims, dict):
+            raise _ApiError(400, "Request contains an invalid argument.")
+        now = time.time()
+        if "exp" not in claims:
+            claims["exp"] = int(now) + 3600
+        exp = claims["exp"]
+        if not isinstance(exp, int) or isinstance(exp, bool) or exp < now or exp > now + _SIGN_JWT_MAX_EXP:
+            raise _ApiError(400, "Request contains an invalid argument.")
+        key = self._system_key(target)
+        return _json(200, {"keyId": key.kid, "signedJwt": key.sign(claims)})
+
+    def _service_account_certs(self, request: RecordedRequest, email: str) -> _Response:
+        with self._lock:
+            account = self._service_accounts.get(email)
+            keys = [] if account is None else [k for k in (account.key, account.system_key) if k is not None]
+        if account is None:
+            return _not_found(request)
+        return _json(200, {key.kid: key.cert_pem for key in keys}, self._cache_headers())
+
+    def service_account_keys_url(self, email: str) -> str:
+        """Where a service account's public keys are (Google: ``.../robot/v1/metadata/x509/EMAIL``)."""
+        return f"{self.base_url}/robot/v1/metadata/x509/{urllib.parse.quote(email)}"
+
+    def publish_iap_keys(self, jwks: dict[str, Any]) -> str:
+        """Serve an :class:`~flyte_iap.testing.IapProxy`'s signed-header keys, as gstatic serves IAP's.
+
+        Args:
+            jwks: :attr:`IapProxy.jwks <flyte_iap.testing.IapProxy.jwks>`.
+
+        Returns:
+            The URL a backend fetches them from (IAP's is ``https://www.gstatic.com/iap/verify/public_key-jwk``).
+        """
+        with self._lock:
+            self._iap_jwks.append(jwks)
+        return self.iap_keys_url
+
+    @property
+    def iap_keys_url(self) -> str:
+        """The JWK set of every IAP signed-header key published with :meth:`publish_iap_keys`."""
+        return f"{self.base_url}/iap/verify/public_key-jwk"
 
     # ---- Secret Manager -------------------------------------------------------------------------
 

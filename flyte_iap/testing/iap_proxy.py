@@ -20,27 +20,51 @@ Example::
         ...
         iap.passed["grpc"], iap.rejected["http"], iap.rejections[-1].message
 
-What it enforces, from IAP's documentation for programmatic access:
+What it enforces, from Google's programmatic-authentication page
+(https://docs.cloud.google.com/iap/docs/authentication-howto) and custom-OAuth page
+(https://docs.cloud.google.com/iap/docs/custom-oauth-configuration):
 
-* The request carries a Google ID token as ``Proxy-Authorization: Bearer ...`` or ``Authorization:
-  Bearer ...`` (``Proxy-Authorization`` wins when both are there). Its signature verifies against
-  Google's certificates (``certs_url``, fetched with the standard library, cached, refetched for an
-  unknown ``kid``), ``aud`` is the IAP OAuth client ID, ``iss`` is Google, ``exp`` is in the future
-  (by :attr:`IapProxy.clock`), and ``email`` is allowed (``roles/iap.httpsResourceAccessor``:
+* Credentials come as ``Bearer`` tokens in ``Proxy-Authorization`` or ``Authorization``. IAP looks at
+  ``Proxy-Authorization`` first; when that holds no valid credential it goes on to ``Authorization``
+  (and ``Proxy-Authorization`` is stripped either way). A request failing both gets the answer for
+  ``Proxy-Authorization`` when that header was sent.
+* A Google ID token passes when its signature verifies against Google's certificates (``certs_url``,
+  fetched with the standard library, cached, refetched for an unknown ``kid``), ``iss`` is Google,
+  ``exp`` is in the future (by :attr:`IapProxy.clock`) and ``aud`` is an accepted audience
+  (:attr:`IapProxy.accepted_audiences`): with a custom OAuth client (``google_managed=False``) the app's
+  client ID and every client on the programmatic-client allowlist (``programmatic_clients``); with the
+  Google-managed client only the allowlisted clients, since the managed client itself gives no
+  programmatic access. A token for an allowlisted client must also have been
+  obtained by an allowlisted client (``azp``); Google documents the allowlist but not how IAP reads
+  ``azp``: that rule is this emulator's reading.
+* A service-account signed JWT (``iss`` = ``sub`` = a service account's e-mail, self-signed with a key
+  file's key or signed by IAM Credentials ``signJwt``) passes when its RS256 signature verifies against
+  the account's public keys (``service_account_keys_url``, Google's ``.../robot/v1/metadata/x509/EMAIL``),
+  ``aud`` is the app's URL (:attr:`IapProxy.public_url`) for the path requested or ``URL/*``, ``exp`` is
+  in the future and at most an hour after ``iat``. Google's sample sets ``exp = iat + 3600``; the page's
+  exact limit and skew are not in what we could read, so one hour is the emulator's limit.
+* The e-mail (``email`` claim, or the service account) must be allowed (``roles/iap.httpsResourceAccessor``:
   ``allowed`` takes e-mails, ``user:``/``serviceAccount:`` members, ``domain:example.com`` or
   ``allAuthenticatedUsers``).
 * Otherwise the upstream is never contacted. The answer is IAP's own: ``401`` (``403`` for a valid
-  token whose e-mail has no access), ``content-type: text/html; charset=UTF-8``,
+  credential whose e-mail has no access), ``content-type: text/html; charset=UTF-8``,
   ``x-goog-iap-generated-response: true`` and IAP's message as the body, e.g. ``Invalid IAP
-  credentials: empty token``. A gRPC call gets the same HTTP/2 response (``:status 401``,
-  ``text/html``), which grpcio turns into ``UNAUTHENTICATED`` or, in some releases, ``UNKNOWN`` (401;
-  grpc/grpc#36328), or ``PERMISSION_DENIED`` (403): exactly what flytekit's ``AuthUnaryInterceptor``
-  sees behind the real IAP, and it refreshes the proxy token on either of the first two.
-* A passing request loses ``Proxy-Authorization`` (or, when the token came in ``Authorization``,
-  that header) and gains ``x-goog-iap-jwt-assertion`` (ES256, ``iss https://cloud.google.com/iap``,
-  ``aud /projects/NUM/global/backendServices/ID``; keys in :attr:`IapProxy.jwks`) and
-  ``x-goog-authenticated-user-email``/``-id``; everything else, flyteadmin's own ``authorization`` or
-  ``flyte-authorization`` included, reaches the upstream untouched.
+  credentials: empty token``. A request with no credentials at all that looks like a browser's (``GET``
+  or ``HEAD``, ``Accept`` naming ``text/html``, not gRPC, no ``X-Requested-With``) gets instead IAP's
+  ``302`` to Google's sign-in page with the app's ``client_id`` (and ``x-goog-iap-generated-response:
+  true``): what a browser sees, and what audience discovery reads. Google does not document exactly which
+  requests IAP treats as a browser's; this rule is the emulator's. A gRPC call gets the same HTTP/2
+  response (``:status 401``, ``text/html``), which grpcio turns into ``UNAUTHENTICATED`` or, in some
+  releases, ``UNKNOWN`` (401; grpc/grpc#36328), or ``PERMISSION_DENIED`` (403): exactly what flytekit's
+  ``AuthUnaryInterceptor`` sees behind the real IAP, and it refreshes the proxy token on either of the
+  first two.
+* A passing request loses ``Proxy-Authorization`` (and ``Authorization`` when the credential came from
+  it) and every ``x-goog-*`` header the client sent, and gains ``x-goog-iap-jwt-assertion`` (ES256,
+  ``iss https://cloud.google.com/iap``, ``aud /projects/NUM/global/backendServices/ID``; keys in
+  :attr:`IapProxy.jwks`, served by :meth:`FakeGoogle.publish_iap_keys
+  <flyte_iap.testing.FakeGoogle.publish_iap_keys>`) and ``x-goog-authenticated-user-email``/``-id``;
+  everything else, flyteadmin's own ``authorization`` or ``flyte-authorization`` included, reaches the
+  upstream untouched.
 
 One port serves both protocols: a connection that starts with the HTTP/2 preface (or negotiates
 ``h2`` by ALPN with ``tls=True``) is HTTP/2; gRPC requests (``content-type: application/grpc``) go to
@@ -58,11 +82,11 @@ for ``admin.insecure: false`` + ``caCertFilePath``. An unreachable upstream give
 ``502``. ``enforce=False`` turns the checks off: a backend that
 IAP does not protect, for ``flyte-iap doctor``'s tests.
 
-Not emulated: browser sessions (IAP's 302 to the sign-in page and its cookie), service-account
-self-signed JWTs, OAuth access tokens, access levels, group members, and the programmatic-clients
-allowlist (a token whose ``azp`` is any client passes). The 401 bodies are IAP's words as reported
-publicly; the 403 body ``Access denied`` is less certain (one public report) and IAP's HTML page for
-browsers is not reproduced.
+Not emulated: browser sessions (IAP's cookie after sign-in), OAuth access tokens (Google's English page
+lists only ID tokens and service-account JWTs), access levels and group members. The 401 bodies are IAP's
+words as reported publicly; the 403 body ``Access denied`` is less certain (one public report), the
+messages for an unknown ``azp``, a service-account JWT's audience and its lifetime are the emulator's
+own, and IAP's HTML page for browsers is not reproduced.
 """
 
 from __future__ import annotations
@@ -72,6 +96,7 @@ import base64
 import collections
 import contextlib
 import datetime
+import functools
 import ipaddress
 import json
 import secrets
@@ -116,7 +141,27 @@ MESSAGES = {
     "expired": "OpenID Connect token expired: JWT has expired",
     "no_email": "Invalid IAP credentials: JWT 'email' claim isn't a string",
     "access_denied": "Access denied",
+    # The emulator's words (IAP's are not published) for the checks below.
+    "unknown_client": (
+        "Invalid IAP credentials: the OAuth client that obtained the token ('azp' claim ({actual})) "
+        "is not allowed programmatic access to this application"
+    ),
+    "jwt_audience": (
+        "Invalid IAP credentials: service account JWT audience ({actual}) doesn't match the requested "
+        "URL ({expected})"
+    ),
+    "jwt_lifetime": "Invalid IAP credentials: service account JWT lifetime exceeds {limit} seconds",
+    "jwt_not_yet_valid": "Invalid IAP credentials: service account JWT issued in the future",
+    "redirect": "",
 }
+#: Longest lifetime (``exp - iat``) of a service-account JWT the emulator accepts: Google's sample's 3600 s.
+JWT_MAX_LIFETIME = 3600
+#: Clock skew allowed for a service-account JWT's ``iat`` (the emulator's choice; Google states none).
+JWT_SKEW = 300
+#: Google's sign-in page, where IAP sends a browser without a session.
+SIGN_IN_URL = "https://accounts.google.com/o/oauth2/v2/auth"
+#: Where Google publishes a service account's public keys ({email} is filled in).
+_SA_KEYS_PATH = "/robot/v1/metadata/x509/{email}"
 _BAD_GATEWAY = (
     "<!DOCTYPE html>\n<html lang=en><meta charset=utf-8><title>Error 502 (Server Error)!!1</title>"
     "<p><b>502.</b> That's an error.<p>The server encountered a temporary error and could not "
@@ -177,15 +222,28 @@ class Verdict:
     message: str = ""
     header: str | None = None
     claims: dict[str, Any] = field(default_factory=dict)
+    #: extra response headers of a refusal (``location`` of the sign-in redirect)
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    #: "id_token" or "service_account_jwt" for a credential that passed
+    kind: str = ""
 
 
 class IapProxy:
     """IAP for programmatic access, on 127.0.0.1, in front of flyteadmin's HTTP and gRPC ports.
 
     Args:
-        audience: the IAP OAuth client ID tokens must be minted for (``aud``).
+        audience: the app's OAuth client ID: the custom client's (ID tokens for it pass), or with
+            ``google_managed=True`` the Google-managed client's (named in the sign-in redirect only).
         certs_url: where Google's signing certificates are (``FakeGoogle.certs_url``): a JSON object
             ``{kid: PEM certificate}``.
+        programmatic_clients: the app's programmatic-client allowlist (IAP settings'
+            ``accessSettings.oauthSettings.programmaticClients``): OAuth client IDs whose ID tokens pass.
+        google_managed: the app uses the Google-managed OAuth client (no custom client).
+        service_account_keys_url: where a service account's public keys are, with ``{email}`` in it
+            [default: ``/robot/v1/metadata/x509/{email}`` on ``certs_url``'s host, as FakeGoogle serves].
+        public_url: the app's URL as clients name it, for service-account JWT audiences
+            [default: :attr:`url`].
+        sign_in_url: the page a browser without credentials is redirected to.
         allowed: who holds ``roles/iap.httpsResourceAccessor``: e-mails, ``user:``,
             ``serviceAccount:`` or ``domain:`` members, ``allAuthenticatedUsers`` (groups are not
             emulated).
@@ -215,6 +273,11 @@ class IapProxy:
         *,
         certs_url: str,
         allowed: Iterable[str] = (),
+        programmatic_clients: Iterable[str] = (),
+        google_managed: bool = False,
+        service_account_keys_url: str | None = None,
+        public_url: str | None = None,
+        sign_in_url: str = SIGN_IN_URL,
         http_upstream: str | None = None,
         grpc_upstream: str | None = None,
         tls: bool = False,
@@ -231,6 +294,15 @@ class IapProxy:
     ) -> None:
         self.audience = audience
         self.certs_url = certs_url
+        self.programmatic_clients = tuple(programmatic_clients)
+        self.google_managed = google_managed
+        if service_account_keys_url is None:
+            origin = urllib.parse.urlsplit(certs_url)
+            service_account_keys_url = f"{origin.scheme}://{origin.netloc}{_SA_KEYS_PATH}"
+        self.service_account_keys_url = service_account_keys_url
+        self._public_url = public_url.rstrip("/") if public_url else None
+        self.sign_in_url = sign_in_url
+        self._sa_keys: dict[str, tuple[float, dict[str, str]]] = {}
         self.http_upstream = http_upstream.rstrip("/") if http_upstream else None
         self.grpc_upstream = grpc_upstream
         self.tls = tls
@@ -386,6 +458,17 @@ class IapProxy:
         return str(self._tmpdir / "iap-proxy-ca.pem")
 
     @property
+    def public_url(self) -> str:
+        """The app's URL in service-account JWT audiences (``public_url``, else :attr:`url`)."""
+        return self._public_url or self.url
+
+    @property
+    def accepted_audiences(self) -> tuple[str, ...]:
+        """The ``aud`` values of Google ID tokens that pass: the custom client, then the allowlist."""
+        own = () if self.google_managed else (self.audience,)
+        return (*own, *(c for c in self.programmatic_clients if c not in own))
+
+    @property
     def jwt_audience(self) -> str:
         """The ``aud`` of ``x-goog-iap-jwt-assertion``."""
         return f"/projects/{self.project_number}/global/backendServices/{self.backend_service_id}"
@@ -422,24 +505,41 @@ class IapProxy:
             self.forwarded.append(forwarded)
 
     # -- the check -------------------------------------------------------------------------------
-    def check(self, headers: Sequence[tuple[bytes, bytes]]) -> Verdict:
-        """Decide on a request's headers (lower-case names) as IAP would. Blocking (certificate fetch)."""
+    def check(
+        self, headers: Sequence[tuple[bytes, bytes]], *, method: str = "GET", path: str = "/"
+    ) -> Verdict:
+        """Decide on a request's headers (lower-case names) as IAP would. Blocking (key fetches).
+
+        Args:
+            headers: the request's headers (HTTP/2 pseudo-headers may be among them).
+            method: the request method (a browser-like request without credentials is redirected).
+            path: the request path (a service-account JWT's audience names it, or ``URL/*``).
+        """
         if not self.enforce:
             return Verdict(True)
         found: dict[bytes, bytes] = {}
         for name, value in headers:
             if name in (b"proxy-authorization", b"authorization") and name not in found:
                 found[name] = value
-        header: str | None = None
-        token = ""
+        if not found:
+            if _browser_like(headers, method):
+                return self._redirect()
+            return self._deny("empty_token", None)
+        first: Verdict | None = None
         for name in (b"proxy-authorization", b"authorization"):
-            if name in found:
-                scheme, _, rest = found[name].decode("latin-1").strip().partition(" ")
-                if scheme.lower() == "bearer" or name == b"proxy-authorization":
-                    header, token = name.decode(), rest.strip() if scheme.lower() == "bearer" else ""
-                    break
-        if not token:
-            return self._deny("empty_token", header)
+            if name not in found:
+                continue
+            header = name.decode()
+            scheme, _, rest = found[name].decode("latin-1").strip().partition(" ")
+            token = rest.strip() if scheme.lower() == "bearer" else ""
+            verdict = self._check_token(token, header, path) if token else self._deny("empty_token", header)
+            if verdict.ok:
+                return verdict
+            first = first or verdict
+        assert first is not None
+        return first
+
+    def _check_token(self, token: str, header: str, path: str) -> Verdict:
         parts = token.split(".")
         try:
             if len(parts) != 3:
@@ -451,22 +551,115 @@ class IapProxy:
                 raise ValueError("not objects")
         except ValueError:
             return self._deny("unparsable", header)
-        if not self._signature_ok(head, f"{parts[0]}.{parts[1]}".encode(), signature):
+        message = f"{parts[0]}.{parts[1]}".encode()
+        issuer = claims.get("iss")
+        if issuer not in GOOGLE_ISSUERS and _is_service_account(issuer) and claims.get("sub") == issuer:
+            return self._check_service_account_jwt(head, claims, message, signature, header, path)
+        if not self._signature_ok(head, message, signature):
             return self._deny("bad_signature", header)
-        if claims.get("iss") not in GOOGLE_ISSUERS:
+        if issuer not in GOOGLE_ISSUERS:
             return self._deny("wrong_issuer", header)
-        if claims.get("aud") != self.audience:
-            message = MESSAGES["wrong_audience"].format(actual=claims.get("aud"), expected=self.audience)
-            return Verdict(False, 401, "wrong_audience", message, header)
+        aud = claims.get("aud")
+        accepted = self.accepted_audiences
+        if aud not in accepted:
+            expected = ", ".join(accepted) if accepted else "(no programmatic clients)"
+            text = MESSAGES["wrong_audience"].format(actual=aud, expected=expected)
+            return Verdict(False, 401, "wrong_audience", text, header)
+        azp = claims.get("azp")
+        own_client = not self.google_managed and aud == self.audience
+        if not own_client and azp is not None and azp != aud and azp not in self.programmatic_clients:
+            text = MESSAGES["unknown_client"].format(actual=azp)
+            return Verdict(False, 401, "unknown_client", text, header)
         exp = claims.get("exp")
         if not isinstance(exp, int | float) or exp <= self.clock():
             return self._deny("expired", header)
         email = claims.get("email")
         if not isinstance(email, str):
             return self._deny("no_email", header)
+        return self._access(email, header, claims, "id_token")
+
+    def _check_service_account_jwt(
+        self,
+        head: dict[str, Any],
+        claims: dict[str, Any],
+        message: bytes,
+        signature: bytes,
+        header: str,
+        path: str,
+    ) -> Verdict:
+        email = str(claims["iss"])
+        if not self._service_account_signature_ok(email, head, message, signature):
+            return self._deny("bad_signature", header)
+        base = self.public_url
+        wanted = {base, base + "/", base + "/*", base + (urllib.parse.urlsplit(path).path or "/")}
+        aud = claims.get("aud")
+        if aud not in wanted:
+            text = MESSAGES["jwt_audience"].format(actual=aud, expected=f"{base}{path} or {base}/*")
+            return Verdict(False, 401, "jwt_audience", text, header)
+        exp, iat = claims.get("exp"), claims.get("iat")
+        now = self.clock()
+        if not isinstance(exp, int | float) or isinstance(exp, bool) or exp <= now:
+            return self._deny("expired", header)
+        if not isinstance(iat, int | float) or isinstance(iat, bool) or exp - iat > JWT_MAX_LIFETIME:
+            text = MESSAGES["jwt_lifetime"].format(limit=JWT_MAX_LIFETIME)
+            return Verdict(False, 401, "jwt_lifetime", text, header)
+        if iat > now + JWT_SKEW:
+            return self._deny("jwt_not_yet_valid", header)
+        identity = dict(claims)
+        identity.setdefault("email", email)
+        return self._access(email, header, identity, "service_account_jwt")
+
+    def _access(self, email: str, header: str, claims: dict[str, Any], kind: str) -> Verdict:
         if not self._is_allowed(email):
             return Verdict(False, 403, "access_denied", MESSAGES["access_denied"], header, claims)
-        return Verdict(True, header=header, claims=claims)
+        return Verdict(True, header=header, claims=claims, kind=kind)
+
+    def _redirect(self) -> Verdict:
+        client = self.audience
+        query = urllib.parse.urlencode(
+            {
+                "client_id": client,
+                "response_type": "code",
+                "scope": "openid email",
+                "redirect_uri": f"https://iap.googleapis.com/v1/oauth/clientIds/{client}:handleRedirect",
+                "state": secrets.token_urlsafe(16),
+            }
+        )
+        location = f"{self.sign_in_url}?{query}".encode()
+        return Verdict(False, 302, "redirect", "", None, headers=[(b"location", location)])
+
+    def _service_account_signature_ok(
+        self, email: str, head: dict[str, Any], message: bytes, signature: bytes
+    ) -> bool:
+        from google.auth import crypt
+
+        if head.get("alg") != "RS256":
+            return False
+        kid = head.get("kid")
+        keys = self._get_sa_keys(email, force=False)
+        if kid is not None and kid not in keys:
+            keys = self._get_sa_keys(email, force=True)
+        candidates = list(keys.values()) if kid is None else [keys[kid]] if kid in keys else []
+        try:
+            return bool(candidates) and crypt.verify_signature(message, signature, candidates)
+        except ValueError:
+            return False
+
+    def _get_sa_keys(self, email: str, *, force: bool) -> dict[str, str]:
+        with self._lock:
+            at, keys = self._sa_keys.get(email, (0.0, {}))
+            if keys and time.monotonic() - at < (1.0 if force else _CERTS_TTL):
+                return keys
+        url = self.service_account_keys_url.format(email=urllib.parse.quote(email))
+        try:
+            with urllib.request.urlopen(url, timeout=10) as response:
+                found = json.loads(response.read(1 << 20))
+        except (OSError, ValueError):
+            return keys
+        fresh = {str(k): str(v) for k, v in found.items()} if isinstance(found, dict) else {}
+        with self._lock:
+            self._sa_keys[email] = (time.monotonic(), fresh)
+        return fresh
 
     @staticmethod
     def _deny(reason: str, header: str | None) -> Verdict:
@@ -517,7 +710,8 @@ class IapProxy:
         drop = {b"proxy-authorization", *_IAP_SET}
         if verdict.header == "authorization":
             drop.add(b"authorization")
-        out = [(n, v) for n, v in headers if n not in drop]
+        # IAP strips every x-goog-* header a client sent before adding its own.
+        out = [(n, v) for n, v in headers if n not in drop and not n.startswith(b"x-goog-")]
         if verdict.claims:
             email = verdict.claims["email"]
             sub = str(verdict.claims.get("sub", ""))
@@ -646,9 +840,12 @@ class IapProxy:
             with contextlib.suppress(Exception):
                 writer.close()
 
-    async def _verdict(self, headers: Sequence[tuple[bytes, bytes]]) -> Verdict:
+    async def _verdict(
+        self, headers: Sequence[tuple[bytes, bytes]], method: str = "GET", path: str = "/"
+    ) -> Verdict:
         # the certificate fetch blocks: keep it off the event loop
-        return await asyncio.get_running_loop().run_in_executor(None, self.check, headers)
+        check = functools.partial(self.check, headers, method=method, path=path)
+        return await asyncio.get_running_loop().run_in_executor(None, check)
 
 
 def _quiet_exception_handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
@@ -669,11 +866,29 @@ def _b64decode(part: str) -> bytes:
 def _reject_body(verdict: Verdict) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
     body = verdict.message.encode()
     headers = [
+        *verdict.headers,
         (b"content-type", b"text/html; charset=UTF-8"),
         (b"x-goog-iap-generated-response", b"true"),
         (b"content-length", str(len(body)).encode()),
     ]
     return verdict.status, headers, body
+
+
+def _browser_like(headers: Sequence[tuple[bytes, bytes]], method: str) -> bool:
+    """A request IAP would send to the sign-in page rather than answer 401 (the emulator's rule)."""
+    if method not in ("GET", "HEAD"):
+        return False
+    accept = (_get(headers, b"accept") or b"").lower()
+    content_type = (_get(headers, b"content-type") or b"").lower()
+    return (
+        b"text/html" in accept
+        and not content_type.startswith(b"application/grpc")
+        and _get(headers, b"x-requested-with") is None
+    )
+
+
+def _is_service_account(issuer: object) -> bool:
+    return isinstance(issuer, str) and issuer.endswith(".gserviceaccount.com") and "@" in issuer
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -773,7 +988,14 @@ def _serialise_response(
     return b"\r\n".join(lines) + b"\r\n\r\n" + body
 
 
-_REASONS = {200: "OK", 401: "Unauthorized", 403: "Forbidden", 400: "Bad Request", 502: "Bad Gateway"}
+_REASONS = {
+    200: "OK",
+    302: "Found",
+    401: "Unauthorized",
+    403: "Forbidden",
+    400: "Bad Request",
+    502: "Bad Gateway",
+}
 
 
 class _UpstreamResponse:
@@ -983,8 +1205,8 @@ class _H1Session:
                 await self.writer.drain()
                 return
             keep_alive = version == "HTTP/1.1" and (_get(headers, b"connection") or b"").lower() != b"close"
-            verdict = await self.proxy._verdict(headers)
             path = urllib.parse.urlsplit(target).path or target
+            verdict = await self.proxy._verdict(headers, method, path)
             if not verdict.ok:
                 self.proxy._record_rejection(
                     Rejection(
@@ -1229,7 +1451,7 @@ class _H2Session:
             self.writer.close()
 
     async def _check(self, stream: _Stream) -> None:
-        verdict = await self.proxy._verdict(stream.headers)
+        verdict = await self.proxy._verdict(stream.headers, stream.method, stream.path)
         stream.verdict = verdict
         stream.checked = True
         protocol = "grpc" if stream.grpc else "http"
