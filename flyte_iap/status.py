@@ -72,6 +72,10 @@ def stored_identities(
     except OSError as exc:
         cache.warnings.append(f"cannot list token store {directory}: {exc.strerror}")
         return []
+    from flyte_iap.grants import KIND as GRANT
+    from flyte_iap.grants import grant_store, legacy_fields
+
+    store = grant_store(cache)
     found: list[tuple[float, dict[str, Any]]] = []
     for name in names[:MAX_RECORDS]:
         kind = name.split("-", 1)[0]
@@ -82,6 +86,10 @@ def stored_identities(
             continue
         if audience is not None and record["audience"] != audience:
             continue
+        if kind == "user" and store is not None and record.get("store") != "keyring":
+            # the grant lives in the state dir (flyte_iap.grants): only whether it is there is shown
+            grant = store.read(GRANT, record["audience"], str(record.get("principal", "")))
+            record = {**record, **legacy_fields(grant)}
         found.append((_number(record.get("updated")), _identity(kind, record, now)))
     found.sort(key=lambda item: item[0], reverse=True)
     return [identity for _, identity in found]

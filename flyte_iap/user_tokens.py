@@ -43,7 +43,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from flyte_iap import browser_login, endpoints, transport
+from flyte_iap import browser_login, endpoints, grants, transport
 from flyte_iap.cache import TokenCache
 from flyte_iap.client_secrets import SecretSource
 from flyte_iap.errors import (
@@ -267,7 +267,7 @@ def logout_user(
                 current = cache.read(KIND, audience, principal) or record
                 store = current.get("store", "file")
                 if revoke:
-                    refresh_token = _secrets_of(current, audience).get("refresh_token")
+                    refresh_token = _secrets_of(current, audience, cache).get("refresh_token")
                     if refresh_token:
                         _revoke(refresh_token, http)
                 if store == "keyring":
@@ -276,6 +276,9 @@ def logout_user(
                     except FlyteIapError as exc:
                         cache.warnings.append(f"could not remove the keyring entry: {exc.message}")
             cache.delete(KIND, audience, principal)
+            store = grants.grant_store(cache)
+            if store is not None:
+                store.delete(grants.KIND, audience, principal)
             forgotten.append(UserLogin(audience, principal, current.get("email"), store, id_token=""))
         if client_id and not forgotten:
             cache.discard(KIND, audience, client_id)  # an unreadable record is still something to forget
@@ -327,7 +330,7 @@ def _get_user_id_token(
         raise ConfigurationError(f"unknown store {store!r}", "use --store file or --store keyring")
     if source is not None and source.kind == "file" and not client_id:
         client_id = source.resolve(None)[0]
-    record = _find(cache, audience, client_id)
+    record = _find(cache, audience, client_id) or _record_from_grant(cache, audience, client_id)
     token = _usable_token(record, audience, min_valid, rejected_token)
     if token:
         return token
@@ -355,8 +358,9 @@ def _get_user_id_token(
         token = _usable_token(record, audience, min_valid, rejected_token)
         if token:
             return token
+        record = _migrate(cache, audience, client_id, record)
         if record is not None:
-            stored = _secrets_of(record, audience)
+            stored = _secrets_of(record, audience, cache)
             if stored.get("refresh_token"):
                 try:
                     return _refresh_and_store(audience, client_id, record, stored, source, cache, http)
@@ -445,7 +449,7 @@ def _login(
         client_id, client_secret = source.resolve(client_id)
         secret_source = source
     else:
-        client_secret = (_secrets_of(record, audience).get("client_secret") if record else None) or ""
+        client_secret = (_secrets_of(record, audience, cache).get("client_secret") if record else None) or ""
         secret_source = _stored_source(record)
         if not client_secret:
             raise ConfigurationError(
@@ -491,7 +495,7 @@ def _login(
         if store == "keyring":
             _keyring_set(audience, client_id, secrets_)
         else:
-            new_record.update(secrets_)
+            _keep_grant(cache, audience, client_id, new_record, secrets_)
             if previous and previous.get("store") == "keyring":
                 try:
                     _keyring_delete(audience, client_id)
@@ -549,7 +553,7 @@ def _refresh_and_store(
         if updated.get("store") == "keyring":
             _keyring_set(audience, client_id, {**stored, "client_secret": client_secret})
         else:
-            updated["client_secret"] = client_secret
+            _keep_grant(cache, audience, client_id, updated, {**stored, "client_secret": client_secret})
     cache.write(KIND, audience, client_id, updated)
     return id_token
 
@@ -648,16 +652,79 @@ def _drop_grant(cache: TokenCache, audience: str, client_id: str, record: dict[s
             _keyring_set(audience, client_id, secret)
         except FlyteIapError as exc:
             cache.warnings.append(f"could not drop the refresh token from the keyring: {exc.message}")
+    else:
+        store = grants.grant_store(cache)
+        if store is not None:
+            kept = grants.legacy_fields(store.read(grants.KIND, audience, client_id))
+            kept.pop("refresh_token", None)
+            store.write(grants.KIND, audience, client_id, kept)
     cache.write(KIND, audience, client_id, updated)
 
 
-def _secrets_of(record: dict[str, Any] | None, audience: str) -> dict[str, Any]:
-    """``refresh_token`` and ``client_secret`` from wherever the record's store keeps them."""
+def _secrets_of(
+    record: dict[str, Any] | None, audience: str, cache: TokenCache | None = None
+) -> dict[str, Any]:
+    """``refresh_token`` and ``client_secret`` from wherever the record's store keeps them.
+
+    The ``file`` store keeps them in the grant store (:mod:`flyte_iap.grants`) when there is one, else
+    (and in records of older versions) in the record itself.
+    """
     if not record:
         return {}
     if record.get("store") == "keyring":
         return _keyring_get(audience, record["principal"]) or {}
-    return {k: record[k] for k in ("refresh_token", "client_secret") if isinstance(record.get(k), str)}
+    found = grants.legacy_fields(record)
+    store = grants.grant_store(cache) if cache is not None else None
+    if store is not None:
+        found.update(grants.legacy_fields(store.read(grants.KIND, audience, record["principal"])))
+    return found
+
+
+def _keep_grant(
+    cache: TokenCache, audience: str, client_id: str, record: dict[str, Any], secrets_: dict[str, Any]
+) -> None:
+    """Store a file-store grant where it belongs: the grant store, else ``record`` (written by the caller)."""
+    store = grants.grant_store(cache)
+    if store is None:
+        record.update(secrets_)
+        return
+    for key in grants.FIELDS:
+        record.pop(key, None)
+    store.write(grants.KIND, audience, client_id, {k: v for k, v in secrets_.items() if k in grants.FIELDS})
+
+
+def _record_from_grant(cache: TokenCache, audience: str, client_id: str | None) -> dict[str, Any] | None:
+    """After the cache was deleted: a record for a grant the grant store still holds, so no new sign-in."""
+    store = grants.grant_store(cache)
+    if store is None:
+        return None
+    if client_id:
+        found = store.read(grants.KIND, audience, client_id)
+    else:
+        candidates = store.find(grants.KIND, audience)
+        found = candidates[0] if candidates else None
+    if not found or not grants.legacy_fields(found).get("refresh_token"):
+        return None
+    principal = str(found["principal"])
+    with cache.lock(KIND, audience, principal, timeout=transport.time_left(LOCK_TIMEOUT)):
+        if cache.read(KIND, audience, principal) is None:
+            cache.write(KIND, audience, principal, {"client_id": principal, "store": "file"})
+    return cache.read(KIND, audience, principal)
+
+
+def _migrate(
+    cache: TokenCache, audience: str, client_id: str, record: dict[str, Any] | None
+) -> dict[str, Any] | None:
+    """Move a grant an older flyte-iap kept in the cache record to the grant store, once (under the lock)."""
+    legacy = grants.legacy_fields(record)
+    store = grants.grant_store(cache)
+    if record is None or not legacy or store is None or record.get("store") == "keyring":
+        return record
+    current = grants.legacy_fields(store.read(grants.KIND, audience, client_id))
+    store.write(grants.KIND, audience, client_id, {**legacy, **current})
+    moved = {k: v for k, v in record.items() if k not in grants.FIELDS}
+    cache.write(KIND, audience, client_id, moved)
+    return cache.read(KIND, audience, client_id) or moved
 
 
 def _source_fields(source: SecretSource | None) -> dict[str, str] | None:
