@@ -147,7 +147,27 @@ def min_valid_option(help_text: str) -> Decorator:
     )
 
 
-# Commands are defined below, one block per area, each a thin wrapper over a library module.
+# -- profiles (flyte_iap.profiles): named deployments whose settings fill the options not given ---------
 
 
-# -- user ID tokens: login / token / logout / generate-user-id-token (flyte_iap.user_tokens) ----------
+profile_option = option(
+    "--profile",
+    metavar="NAME",
+    envvar="FLYTE_IAP_PROFILE",
+    help="A deployment from the profiles file (`flyte-iap profile list`): its settings fill the options "
+    "not given.",
+)
+
+
+def with_profile(profile: str | None, **given: str | None) -> dict[str, str | None]:
+    """``given`` with each None filled from the profile (``url`` comes from the profile's endpoint)."""
+    if not profile:
+        return given
+    from flyte_iap.profiles import get_profile
+
+    values = get_profile(profile)
+    filled = dict(given)
+    for key, value in given.items():
+        if value is None:
+            filled[key] = values.get("endpoint" if key == "url" else key)
+    return filled

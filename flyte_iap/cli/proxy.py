@@ -7,7 +7,7 @@ import sys
 import click
 
 from flyte_iap.cli import cli
-from flyte_iap.cli._common import AUDIENCE_HELP, option, token_cache
+from flyte_iap.cli._common import AUDIENCE_HELP, option, profile_option, token_cache, with_profile
 from flyte_iap.errors import ConfigurationError
 
 
@@ -18,11 +18,12 @@ def _say(message: str) -> None:
 @cli.command("proxy", short_help="Local proxy that adds the IAP token to every request.")
 @option(
     "--endpoint",
-    required=True,
     metavar="URL",
-    help="The Flyte deployment behind IAP: https://flyte.example.com (the only origin it forwards to).",
+    help="The Flyte deployment behind IAP: https://flyte.example.com (the only origin it forwards to). "
+    "Required unless --profile gives it.",
 )
-@option("--audience", required=True, metavar="CLIENT_ID", help=AUDIENCE_HELP)
+@option("--audience", metavar="CLIENT_ID", help=AUDIENCE_HELP + " Required unless --profile gives it.")
+@profile_option
 @option(
     "--port",
     type=click.IntRange(0, 65535),
@@ -85,8 +86,9 @@ def _say(message: str) -> None:
     help="Client connections served at once.",
 )
 def proxy_command(
-    endpoint: str,
-    audience: str,
+    endpoint: str | None,
+    audience: str | None,
+    profile: str | None,
     port: int,
     bind: str,
     allow_remote: bool,
@@ -110,6 +112,33 @@ def proxy_command(
     from flyte_iap import local_proxy
 
     local_proxy.require_stack()
+    if profile:
+        from flyte_iap.profiles import get_profile
+
+        mode = get_profile(profile).get("mode", "user")
+        if mode == "service-account-jwt":
+            raise ConfigurationError(
+                f"profile {profile!r} uses mode service-account-jwt; the proxy sends ID tokens",
+                "use a profile whose mode is user or service-account, or give --endpoint and --audience",
+            )
+        service_account = service_account or mode == "service-account"
+        # Only the fields of the token kind in use: a service-account profile's client_id is not ours.
+        given = (
+            {"impersonate_service_account": impersonate_service_account, "key_file": key_file}
+            if service_account
+            else {"client_id": client_id}
+        )
+        filled = with_profile(profile, endpoint=endpoint, audience=audience, **given)
+        endpoint, audience = filled["endpoint"], filled["audience"]
+        client_id = filled.get("client_id", client_id)
+        impersonate_service_account = filled.get("impersonate_service_account", impersonate_service_account)
+        key_file = filled.get("key_file", key_file)
+        # Google-managed client with an allowlisted Desktop client: that client's ID is the audience.
+        audience = audience or (None if service_account else client_id)
+    if not endpoint:
+        raise click.UsageError("Missing option '--endpoint' (or a --profile that sets it).")
+    if not audience:
+        raise click.UsageError("Missing option '--audience' (or a --profile that sets it).")
     if not service_account and (impersonate_service_account or key_file):
         raise ConfigurationError(
             "--impersonate-service-account and --key-file are for service-account tokens",

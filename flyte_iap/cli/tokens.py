@@ -16,7 +16,9 @@ from flyte_iap.cli._common import (
     min_valid_option,
     option,
     options,
+    profile_option,
     token_cache,
+    with_profile,
 )
 from flyte_iap.errors import printable
 from flyte_iap.idtoken import DEFAULT_MIN_VALID
@@ -26,29 +28,6 @@ from flyte_iap.idtoken import DEFAULT_MIN_VALID
 
 def _notify(message: str) -> None:
     click.echo(message, err=True)
-
-
-profile_option = option(
-    "--profile",
-    metavar="NAME",
-    envvar="FLYTE_IAP_PROFILE",
-    help="A deployment from the profiles file (`flyte-iap profile list`): its settings fill the options "
-    "not given.",
-)
-
-
-def _with_profile(profile: str | None, **given: str | None) -> dict[str, str | None]:
-    """``given`` with each None filled from the profile (``url`` comes from the profile's endpoint)."""
-    if not profile:
-        return given
-    from flyte_iap.profiles import get_profile
-
-    values = get_profile(profile)
-    filled = dict(given)
-    for key, value in given.items():
-        if value is None:
-            filled[key] = values.get("endpoint" if key == "url" else key)
-    return filled
 
 
 def _audience(
@@ -186,7 +165,7 @@ def login_command(
     """
     from flyte_iap.user_tokens import login_user
 
-    o = _with_profile(
+    o = with_profile(
         profile,
         audience=audience,
         client_id=client_id,
@@ -250,7 +229,7 @@ def token_command(
     """
     from flyte_iap.user_tokens import get_user_id_token
 
-    o = _with_profile(
+    o = with_profile(
         profile,
         audience=audience,
         client_id=client_id,
@@ -288,7 +267,7 @@ def logout_command(audience: str | None, client_id: str | None, revoke: bool, pr
     """Forget the stored sign-in for --audience (ID token, refresh token, client secret)."""
     from flyte_iap.user_tokens import logout_user
 
-    o = _with_profile(profile, audience=audience, client_id=client_id)
+    o = with_profile(profile, audience=audience, client_id=client_id)
     audience = o["audience"] or (o["client_id"] if profile else None)
     if not audience:
         raise click.UsageError("Missing option '--audience' (or a --profile that sets it).")
@@ -400,7 +379,7 @@ def sa_token_command(
     It ends within 60 s (FLYTE_IAP_COMMAND_DEADLINE).
     For an app that uses the Google-managed OAuth client, use `flyte-iap sa-jwt` instead.
     """
-    o = _with_profile(
+    o = with_profile(
         profile, audience=audience, impersonate_service_account=impersonate_service_account, key_file=key_file
     )
     if not o["audience"]:
@@ -444,7 +423,7 @@ def sa_jwt_command(
     """
     from flyte_iap.signed_jwt import get_service_account_jwt
 
-    o = _with_profile(
+    o = with_profile(
         profile, url=url, impersonate_service_account=impersonate_service_account, key_file=key_file
     )
     if not o["url"]:

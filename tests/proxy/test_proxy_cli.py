@@ -66,6 +66,65 @@ def test_proxy_prints_its_url_serves_and_stops_cleanly_on_sigterm(
     assert token.split(".")[2] not in stderr
 
 
+def test_proxy_takes_endpoint_and_audience_from_a_profile(
+    tls_iap: IapProxy,
+    fake_google: FakeGoogle,
+    signed_in: str,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    from flyte_iap.profiles import set_profile
+
+    monkeypatch.setenv("FLYTE_IAP_CONFIG_DIR", str(tmp_path / "config"))
+    set_profile(
+        "staging",
+        {
+            "endpoint": tls_iap.url,
+            "audience": fake_google.IAP_CLIENT_ID,
+            "client_id": fake_google.DESKTOP_CLIENT_ID,
+        },
+    )
+    process = _start(["--profile", "staging", "--ca-cert", str(tls_iap.ca_cert_file)])
+    try:
+        assert process.stdout is not None
+        url = process.stdout.readline().strip()
+        response = requests.get(url + "/api/v1/projects", timeout=20)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=30)
+
+    assert response.status_code == 200, stderr
+    assert f"-> {tls_iap.url}" in stderr and signed_in in stderr
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        ({"audience": "123456789012-iap.apps.googleusercontent.com"}, "Missing option '--endpoint'"),
+        ({"endpoint": "https://flyte.example.com", "mode": "service-account-jwt"}, "service-account-jwt"),
+    ],
+)
+def test_proxy_refuses_a_profile_it_cannot_use(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    values: dict[str, str],
+    expected: str,
+) -> None:
+    from flyte_iap.profiles import set_profile
+
+    monkeypatch.setenv("FLYTE_IAP_CONFIG_DIR", str(tmp_path / "config"))
+    set_profile("broken", values)
+
+    with pytest.raises(SystemExit) as exited:
+        main(["proxy", "--profile", "broken"])
+
+    assert exited.value.code != 0
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert expected in captured.err and "hint:" in captured.err
+
+
 def test_proxy_with_require_secret_prints_the_secret_on_stderr_and_enforces_it(
     tls_iap: IapProxy, fake_google: FakeGoogle, signed_in: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
