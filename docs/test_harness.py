@@ -481,6 +481,54 @@ def test_every_workload_identity_annotation_has_its_account_and_binding(chart: s
         assert (name, ksa) in bindings, f"no roles/iam.workloadIdentityUser for {ksa} on {gsa}"
 
 
+def test_flyte2_backend_account_is_created_bound_and_given_the_bucket_on_its_page() -> None:
+    """The Flyte 2 page must create the Google service account its values name and bind the chart's KSA."""
+    page = Path(__file__).parent / "flyte2" / "gke.md"
+    values = yaml.safe_load((EXAMPLES / "helm" / "flyte-binary-v2" / "values-gke-iap.yaml").read_text())
+    gsa = values["serviceAccount"]["annotations"]["iam.gke.io/gcp-service-account"]
+    commands = _commands(page)
+    [release] = {m for c in commands for m in re.findall(r"^helm install (\S+) flyteorg/flyte-binary ", c)}
+    # flyteorg/flyte@v2.0.43:charts/flyte-binary/templates/_helpers.tpl: serviceAccountName = fullname
+    ksa = f"flyte/{release}-flyte-binary"
+    name = gsa.split("@")[0]
+    assert f"gcloud iam service-accounts create {name} " in "\n".join(commands), f"{gsa} is never created"
+    bindings = {
+        (g, k)
+        for c in commands
+        if "roles/iam.workloadIdentityUser" in c
+        for g, k in re.findall(r"add-iam-policy-binding (\S+?)@.*svc\.id\.goog\[([^\]]+)\]", c)
+    }
+    assert (name, ksa) in bindings, f"no roles/iam.workloadIdentityUser for {ksa} on {gsa}"
+    for role in ("roles/storage.objectAdmin", "roles/storage.legacyBucketReader"):
+        assert any(f"--member=serviceAccount:{gsa}" in c and f"--role={role}" in c for c in commands), role
+
+
+def test_workload_identity_members_are_quoted_so_no_shell_globs_the_brackets() -> None:
+    """zsh refuses an unquoted `[ns/ksa]` ("no matches found"); bash expands it if a file matches."""
+    unquoted = [
+        (page.name, c)
+        for page in Path(__file__).parent.rglob("*.md")
+        if "_build" not in page.parts
+        for c in _commands(page)
+        for member in re.findall(r"--member=(\S*svc\.id\.goog\[)", c)
+        if not member.startswith(("'", '"'))
+    ]
+    assert not unquoted, unquoted
+
+
+def test_the_static_ip_is_reserved_with_one_command_on_every_page() -> None:
+    found = {
+        " ".join(c.split())
+        for page in Path(__file__).parent.rglob("*.md")
+        if "_build" not in page.parts
+        for c in _commands(page)
+        if c.startswith("gcloud compute addresses create")
+    }
+    assert found == {
+        "gcloud compute addresses create flyte-ip --global --ip-version=IPV4 --project=my-project"
+    }
+
+
 @pytest.mark.skipif(not available("gcloud"), reason="gcloud is not installed")
 def test_gcloud_resource_argument_flags_are_known(sandbox: DocSandbox) -> None:
     """`--location` of `gcloud iam workload-identity-pools create` is listed under POSITIONAL ARGUMENTS."""
