@@ -615,3 +615,52 @@ def test_gcloud_flag_given_twice_fails_unless_its_help_says_it_repeats(sandbox: 
             "$ gcloud storage buckets add-iam-policy-binding gs://b --member=user:a@example.com "
             "--member=user:b@example.com --role=roles/storage.objectViewer\n",
         )
+
+
+# -- Flyte 2 and the Gateway API: the steps a reader needs are on the pages -------------------------
+
+
+def _pages() -> list[Path]:
+    return [p for p in Path(__file__).parent.rglob("*.md") if "_build" not in p.parts]
+
+
+def test_a_sentence_about_the_flyte_sdk_never_sends_the_reader_to_the_flytekit_client_page() -> None:
+    """The flyte SDK reads other keys than flytekit: its setup is /flyte2/client, not /client/config."""
+    wrong = [
+        (page.name, sentence)
+        for page in _pages()
+        for sentence in re.split(r"(?<=[.!?])\s+", " ".join(page.read_text().split()))
+        if re.search(r"Flyte 2 SDK|the `flyte` SDK", sentence) and "client/config" in sentence
+    ]
+    assert not wrong, wrong
+
+
+def test_a_page_that_uses_certificate_manager_enables_its_api() -> None:
+    for page in _pages():
+        commands = _commands(page)
+        if any(c.startswith("gcloud certificate-manager ") for c in commands):
+            enabled = [c for c in commands if c.startswith("gcloud services enable ")]
+            assert any("certificatemanager.googleapis.com" in c for c in enabled), page.name
+            first = min(i for i, c in enumerate(commands) if c.startswith("gcloud certificate-manager "))
+            assert any("certificatemanager" in c for c in commands[:first]), f"{page.name}: enabled too late"
+
+
+def test_the_gateway_page_for_flyte2_is_reachable_from_the_flyte2_path() -> None:
+    gateway = (Path(__file__).parent / "deploy" / "gateway-api.md").read_text()
+    assert "Flyte 2" in gateway
+    assert "/deploy/gateway-api" in (Path(__file__).parent / "flyte2" / "gke.md").read_text()
+
+
+def test_migrating_warns_when_flyte2_manifests_reuse_the_names_of_flyte1_objects() -> None:
+    def objects(directory: str) -> set[tuple[str, str, str]]:
+        found = set()
+        for path in (EXAMPLES / "gke" / directory).glob("*.yaml"):
+            for doc in yaml.safe_load_all(path.read_text()):
+                if doc:
+                    found.add((doc["kind"], doc["metadata"].get("namespace", ""), doc["metadata"]["name"]))
+        return found
+
+    shared = objects("flyte2") & (objects("flyte-binary") | objects("flyte-core"))
+    page = " ".join((Path(__file__).parent / "flyte2" / "migrating.md").read_text().split())
+    if shared:
+        assert "replace its Ingress" in page, f"the Flyte 2 manifests reuse {sorted(shared)}"
