@@ -232,8 +232,17 @@ def test_try_it_locally_cells_are_plain_python_without_shell_escapes() -> None:
     assert escapes == []
 
 
-def test_try_it_locally_never_puts_the_client_secret_on_a_command_line() -> None:
-    text = (DOCS / "try-it-locally.md").read_text()
+def test_a_try_it_page_with_shell_escapes_does_not_say_its_cells_run_in_plain_python() -> None:
+    text = (DOCS / "flyte2" / "try-it-locally.md").read_text()
+    cells = _fenced(text, "{code-cell} ipython3")
+    if any(line.startswith("!") for cell in cells for line in cell.splitlines()):
+        assert "into Python or" not in " ".join(text.split())
+        assert "IPython" in text
+
+
+@pytest.mark.parametrize("page", ["try-it-locally.md", "flyte2/try-it-locally.md"])
+def test_try_it_locally_never_puts_the_client_secret_on_a_command_line(page: str) -> None:
+    text = (DOCS / page).read_text()
     # a secret on the command line shows in `ps` and in shell history: the page uses FLYTE_IAP_CLIENT_SECRET
     assert re.findall(r"--client-secret\b(?!-)|\"--client-secret\"", text) == []
     assert "FLYTE_IAP_CLIENT_SECRET" in text
