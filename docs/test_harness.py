@@ -664,3 +664,18 @@ def test_migrating_warns_when_flyte2_manifests_reuse_the_names_of_flyte1_objects
     page = " ".join((Path(__file__).parent / "flyte2" / "migrating.md").read_text().split())
     if shared:
         assert "replace its Ingress" in page, f"the Flyte 2 manifests reuse {sorted(shared)}"
+
+
+def test_the_flyte2_page_names_the_flyte1_steps_it_relies_on_with_its_own_ports() -> None:
+    page = " ".join((Path(__file__).parent / "flyte2" / "gke.md").read_text().split())
+    for needed in (
+        "/deploy/project-setup",
+        "flyte-db-password",
+        "flyte-iap-oauth",
+        "roles/iap.httpsResourceAccessor",
+    ):
+        assert needed in page, needed
+    # the health-check firewall rule must admit the pods' ports of Flyte 2, not those of Flyte 1
+    values = (EXAMPLES / "gke" / "flyte2" / "backend-config.yaml").read_text()
+    ports = sorted(set(re.findall(r"^\s+port: (\d+)", values, re.MULTILINE)))
+    assert f"--rules={','.join(f'tcp:{p}' for p in sorted(ports, reverse=True))}" in page, ports
