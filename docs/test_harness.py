@@ -679,3 +679,16 @@ def test_the_flyte2_page_names_the_flyte1_steps_it_relies_on_with_its_own_ports(
     values = (EXAMPLES / "gke" / "flyte2" / "backend-config.yaml").read_text()
     ports = sorted(set(re.findall(r"^\s+port: (\d+)", values, re.MULTILINE)))
     assert f"--rules={','.join(f'tcp:{p}' for p in sorted(ports, reverse=True))}" in page, ports
+
+
+def test_the_ingress_page_says_where_unlisted_paths_go_as_the_flyte_core_ingress_does() -> None:
+    [ingress] = [
+        d
+        for d in yaml.safe_load_all((EXAMPLES / "gke" / "flyte-core" / "ingress.yaml").read_text())
+        if d and d["kind"] == "Ingress"
+    ]
+    default = ingress["spec"]["defaultBackend"]["service"]["name"]
+    page = " ".join((Path(__file__).parent / "deploy" / "ingress.md").read_text().split())
+    for sentence in re.split(r"(?<=[.;])\s+", page):
+        if re.search(r"(?i)\b(everything|any other path)\b", sentence) and "flyteadmin" in sentence:
+            raise AssertionError(f"unlisted paths go to {default}, the page says: {sentence}")
