@@ -692,3 +692,35 @@ def test_the_ingress_page_says_where_unlisted_paths_go_as_the_flyte_core_ingress
     for sentence in re.split(r"(?<=[.;])\s+", page):
         if re.search(r"(?i)\b(everything|any other path)\b", sentence) and "flyteadmin" in sentence:
             raise AssertionError(f"unlisted paths go to {default}, the page says: {sentence}")
+
+
+@pytest.mark.parametrize("chart", ["flyte-binary", "flyte-core", "flyte-binary-v2"])
+def test_every_ingress_backend_asks_for_network_endpoint_groups(chart: str) -> None:
+    """The BackendConfigs health-check the pods' ports: container-native load balancing, asked for, not assumed.
+
+    GKE makes it the default only under conditions (VPC-native, version, no Shared VPC ...); a ClusterIP
+    Service without it cannot back a GCE Ingress at all.
+    """
+    from _harness.manifests import DEPLOYMENTS, GKE_DIRS
+
+    release, values_file = DEPLOYMENTS[chart]
+    values = yaml.safe_load((EXAMPLES / "helm" / chart / values_file).read_text())
+    docs = [
+        d
+        for p in (EXAMPLES / "gke" / GKE_DIRS.get(chart, chart)).glob("*.yaml")
+        for d in yaml.safe_load_all(p.read_text())
+        if d
+    ]
+    services = {s["metadata"]["name"]: s for s in chart_services(chart, release, values)}
+    services |= {d["metadata"]["name"]: d for d in docs if d["kind"] == "Service"}
+    backends = set()
+    for ingress in (d for d in docs if d["kind"] == "Ingress"):
+        if "defaultBackend" in ingress["spec"]:
+            backends.add(ingress["spec"]["defaultBackend"]["service"]["name"])
+        backends |= {
+            p["backend"]["service"]["name"] for r in ingress["spec"]["rules"] for p in r["http"]["paths"]
+        }
+    assert backends
+    for name in backends:
+        neg = services[name]["metadata"].get("annotations", {}).get("cloud.google.com/neg", "{}")
+        assert yaml.safe_load(neg).get("ingress") is True, f"{chart}: Service {name} has no NEG annotation"
