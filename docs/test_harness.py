@@ -724,3 +724,12 @@ def test_every_ingress_backend_asks_for_network_endpoint_groups(chart: str) -> N
     for name in backends:
         neg = services[name]["metadata"].get("annotations", {}).get("cloud.google.com/neg", "{}")
         assert yaml.safe_load(neg).get("ingress") is True, f"{chart}: Service {name} has no NEG annotation"
+
+
+def test_the_gateway_page_installs_flyte2_with_the_identity_headers_of_the_ingress_path() -> None:
+    """Without runs.identityHeaders the backend trusts X-Amzn-Oidc-* headers a client sends through IAP."""
+    values = yaml.safe_load((EXAMPLES / "helm" / "flyte-binary-v2" / "values-gke-iap.yaml").read_text())
+    headers = values["flyte-core-components"]["runs"]["identityHeaders"]
+    assert headers["claimsJwtHeader"].lower() == "x-goog-iap-jwt-assertion" and headers["subjectHeader"] == ""
+    page = (Path(__file__).parent / "deploy" / "gateway-api.md").read_text()
+    assert "examples/helm/flyte-binary-v2/values-gke-iap.yaml" in page and "identityHeaders" in page
