@@ -733,3 +733,9 @@ def test_the_gateway_page_installs_flyte2_with_the_identity_headers_of_the_ingre
     assert headers["claimsJwtHeader"].lower() == "x-goog-iap-jwt-assertion" and headers["subjectHeader"] == ""
     page = (Path(__file__).parent / "deploy" / "gateway-api.md").read_text()
     assert "examples/helm/flyte-binary-v2/values-gke-iap.yaml" in page and "identityHeaders" in page
+
+
+def test_the_flyte1_guide_sends_flyte2_readers_to_the_flyte2_path() -> None:
+    text = (Path(__file__).parent / "deploy" / "index.md").read_text()
+    section = text[text.index("## Flyte 1, pinned") : text.index("## All commands in order")]
+    assert "../flyte2/index.md" in section or "{doc}`/flyte2/index`" in section
