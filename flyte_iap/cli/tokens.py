@@ -198,6 +198,8 @@ def login_command(
         else f"[flyte-iap, token, --audience, {audience}]"
     )
     click.echo(f"Set admin.proxyCommand to: {command}", err=True)
+    # The flyte SDK 2.x cannot use proxyCommand (flyte 2.12.1: see docs/flyte2/client.md).
+    click.echo("Flyte 2 (flyte SDK): write its config with `flyte-iap config --sdk flyte2`.", err=True)
 
 
 @cli.command("token", short_help="Print the user's ID token for IAP.")

@@ -92,6 +92,9 @@ def test_login_then_token_prints_only_the_token(run_cli: Runner, fake_google: Fa
     assert login.returncode == 0, login.stderr
     assert login.stdout == ""
     assert f"Signed in as {fake_google.user_email}" in login.stderr
+    # Flyte 1 clients get their proxyCommand; the flyte SDK 2.x, which cannot use one, its config command.
+    assert f"Set admin.proxyCommand to: [flyte-iap, token, --audience, {aud}]" in login.stderr
+    assert "flyte-iap config --sdk flyte2" in login.stderr
     assert fake_google.DESKTOP_CLIENT_SECRET not in login.stderr
     fake_google.clear_requests()
 
