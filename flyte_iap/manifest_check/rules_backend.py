@@ -14,7 +14,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from flyte_iap.manifest_check import flyte, gce
-from flyte_iap.manifest_check.index import PodTemplate
+from flyte_iap.manifest_check.index import PodTemplate, same_namespace
 from flyte_iap.manifest_check.loader import Manifest
 from flyte_iap.manifest_check.registry import ERROR, WARNING, Context, Finding, rule
 from flyte_iap.manifest_check.topology import Backend, iap_enabled, port_label, service_ports
@@ -289,13 +289,13 @@ def iap_not_enabled(ctx: Context) -> Iterator[Finding]:
     description="""
         `iap.oauthclientCredentials.secretName` must name a Secret, in the BackendConfig's namespace,
         with the keys `client_id` and `client_secret` (in `data` or `stringData`). Otherwise the
-        GKE controller refuses the BackendConfig and IAP is not configured. A Secret that is not in the
-        input is not reported: such Secrets are usually created outside the manifests
-        (`kubectl create secret`, External Secrets).
+        GKE controller refuses the BackendConfig and IAP is not configured; a Secret of that name only in
+        another namespace is reported too. A Secret that is not in the input at all is not reported: such
+        Secrets are usually created outside the manifests (`kubectl create secret`, External Secrets).
     """,
     fix="""
-        Create the Secret with both keys, e.g. `kubectl create secret generic NAME
-        --from-literal=client_id=... --from-literal=client_secret=...`, or leave out
+        Create the Secret with both keys in the BackendConfig's namespace, e.g. `kubectl create secret
+        generic NAME -n NAMESPACE --from-literal=client_id=... --from-literal=client_secret=...`, or leave out
         `oauthclientCredentials` to use the Google-managed OAuth client.
     """,
 )
@@ -317,6 +317,21 @@ def oauth_secret_keys(ctx: Context) -> Iterator[Finding]:
             continue
         secret = ctx.index.find("Secret", str(secret_name), config.namespace)
         if secret is None:
+            # The controller reads the Secret from the BackendConfig's namespace only
+            # (kubernetes/ingress-gce@v1.41.1:pkg/backendconfig/validation.go, Secrets(beConfig.Namespace)).
+            elsewhere = sorted(
+                str(o.namespace)
+                for o in ctx.index.of_kind("Secret")
+                if o.name == str(secret_name) and o.namespace
+            )
+            if elsewhere and _named_by_a_service(ctx, config):
+                yield ctx.finding(
+                    config,
+                    f"iap.oauthclientCredentials names Secret {secret_name}, which the input has only in "
+                    f"namespace {', '.join(elsewhere)}; GKE reads it from {config.namespace} only, so the "
+                    "controller refuses the BackendConfig and IAP is not configured.",
+                    at=("spec", "iap", "oauthclientCredentials", "secretName"),
+                )
             continue
         keys = set(secret.string_data())
         missing = [k for k in _OAUTH_KEYS if k not in keys]
@@ -329,6 +344,19 @@ def oauth_secret_keys(ctx: Context) -> Iterator[Finding]:
                 "configured.",
                 at=at,
             )
+
+
+def _named_by_a_service(ctx: Context, config: Manifest) -> bool:
+    """Whether a Service that can refer to ``config`` names it in its backend-config annotation."""
+    for service in ctx.index.of_kind("Service"):
+        if not same_namespace(service.namespace, config.namespace):
+            continue
+        annotation = gce.backend_config_annotation(service)
+        if annotation is not None and annotation.value is not None:
+            default, ports = annotation.value
+            if config.name == default or config.name in ports.values():
+                return True
+    return False
 
 
 @rule(
