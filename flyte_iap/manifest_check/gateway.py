@@ -22,7 +22,9 @@ Facts encoded here, with where they come from:
   ``NamespacedPolicyTargetReference``: group, kind, name, optional namespace).
 * Route attachment, hostnames and redirects: kubernetes-sigs/gateway-api@v1.4.0 ``apis/v1``
   (``parentRefs`` default to kind Gateway in the route's namespace; ``sectionName`` picks one listener;
-  a route without ``hostnames`` takes the listener's).
+  a route without ``hostnames`` takes the listener's; a listener's ``allowedRoutes.namespaces`` decides
+  which namespaces' routes attach, ``Same`` by default; a backendRef to another namespace needs a
+  ReferenceGrant there, ``apis/v1beta1/referencegrant_types.go``).
 * GKE reads IAP and health checks for Gateways from GCPBackendPolicy and HealthCheckPolicy, not from
   BackendConfig ("Do not configure BackendConfig": Google's IAP docs, iap/docs/enabling-kubernetes-howto);
   the policies must be in the namespace of the Service they target, and a GCPGatewayPolicy targets a
@@ -248,8 +250,11 @@ class GatewayTopology:
                     self._targets.add((kind, ref[2]), ref[3], policy)
         self._gke_services: list[tuple[Manifest, list[BackendRef]]] | None = None
         self._backends: dict[int, list[BackendRef]] = {}
+        self._grants: set[tuple[str | None, str, str]] | None = None
         #: Results the rules share within one check (keyed by the rule module's own names).
         self.memo: dict[str, Any] = {}
+        #: Gateways in the input that a route names but none of whose listeners admit it.
+        self.refused: dict[int, list[Manifest]] = defaultdict(list)
         self._parents = {id(r): list(self._resolve_parents(r)) for r in self.routes}
         self._attached: dict[int, list[tuple[Manifest, str | None]]] = defaultdict(list)
         for route in self.routes:
@@ -276,12 +281,74 @@ class GatewayTopology:
             gateway = self.find("Gateway", str(ref.get("name") or ""), namespace)
             section = str(ref["sectionName"]) if ref.get("sectionName") else None
             port = ref.get("port")
-            if section is None and port is not None and gateway is not None:
-                # parentRefs[].port attaches the route to the listeners on that port only.
-                names = [listener.name for listener in listeners(gateway) if listener.port == port]
-                yield from ((gateway, name) for name in names)
+            if gateway is None:
+                yield gateway, section
                 continue
-            yield gateway, section
+            # parentRefs[].sectionName / port pick listeners; each listener's allowedRoutes (default:
+            # routes of the Gateway's own namespace) decides whether it takes this route at all.
+            every = listeners(gateway)
+            picked = [
+                listener
+                for listener in every
+                if (section is None or listener.name == section) and (port is None or listener.port == port)
+            ]
+            if section is not None and not picked:
+                yield gateway, section  # a listener that does not exist: left to the rules that name it
+                continue
+            admitted = [listener for listener in picked if self._admits(listener, route)]
+            if picked and not admitted:
+                self.refused[id(route)].append(gateway)
+            if section is None and port is None and len(admitted) == len(every):
+                yield gateway, None
+            else:
+                yield from ((gateway, listener.name) for listener in admitted)
+
+    def _admits(self, listener: Listener, route: Manifest) -> bool:
+        """Whether the listener's ``allowedRoutes.namespaces`` takes routes from the route's namespace."""
+        namespaces = _map(_map(listener.body.get("allowedRoutes")).get("namespaces"))
+        source = str(namespaces.get("from") or "Same")
+        if source == "All" or route.namespace is None or listener.gateway.namespace is None:
+            return True
+        if source == "Same":
+            return route.namespace == listener.gateway.namespace
+        if source == "Selector":
+            namespace = self.index.find("Namespace", route.namespace, None)
+            selector = _map(namespaces.get("selector"))
+            if namespace is None or selector.get("matchExpressions"):
+                return True  # labels not in the input, or a selector not judged here: assume it admits
+            wanted = _map(selector.get("matchLabels"))
+            return all(namespace.labels.get(str(k)) == str(v) for k, v in wanted.items())
+        return True
+
+    def granted(self, backend: BackendRef) -> bool:
+        """Whether a route may use a Service in another namespace: a ReferenceGrant there allows it.
+
+        kubernetes-sigs/gateway-api@v1.4.0:apis/v1beta1/referencegrant_types.go (``from`` group, kind and
+        namespace of the referring object; ``to`` group, kind and optional name of the target).
+        """
+        route = backend.route
+        if backend.namespace is None or route.namespace is None or backend.namespace == route.namespace:
+            return True
+        if self._grants is None:
+            # One pass over the grants: (grant namespace or None, from namespace, Service name or "").
+            self._grants = set()
+            for grant in self.index.of_kind("ReferenceGrant"):
+                sources = [
+                    str(f.get("namespace") or "")
+                    for f in map(_map, _list(grant.spec.get("from")))
+                    if str(f.get("group") or "") == GATEWAY_GROUP and str(f.get("kind") or "") == "HTTPRoute"
+                ]
+                targets = [
+                    str(t.get("name") or "")
+                    for t in map(_map, _list(grant.spec.get("to")))
+                    if str(t.get("group") or "") == "" and str(t.get("kind") or "") == "Service"
+                ]
+                self._grants.update((grant.namespace, f, t) for f in sources for t in targets)
+        return any(
+            (ns, route.namespace, name) in self._grants
+            for ns in (backend.namespace, None)
+            for name in (backend.name, "")
+        )
 
     def find(self, kind: str, name: str, namespace: str | None) -> Manifest | None:
         """The Gateway or Service named ``name`` that an object in ``namespace`` can refer to."""

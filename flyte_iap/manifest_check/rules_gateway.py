@@ -197,13 +197,20 @@ def backendconfig_ignored_by_gateway(ctx: Context) -> Iterator[Finding]:
         HealthCheckPolicy targets a Service (a GCPGatewayPolicy a Gateway), that the checked manifests do
         not contain. A policy whose target does not exist is never applied: IAP or the health check it
         carries is silently missing. A policy must also be in its target's namespace, and target a Service
-        (a GCPGatewayPolicy: a Gateway); otherwise it is an error. A missing object is reported as an
+        (a GCPGatewayPolicy: a Gateway), without `sectionName` (GKE's policies apply to a whole Service);
+        otherwise it is an error. A missing object is reported as an
         error when the input has other objects of that kind in the namespace (a likely misspelling), as a
-        warning otherwise; not reported with `--partial`.
+        warning otherwise; not reported with `--partial`. A route is also reported (a warning) when it
+        sends requests to a Service in another namespace and no ReferenceGrant in the input allows it
+        (the Gateway refuses the reference), or when no listener of the Gateway it names admits its
+        namespace (`allowedRoutes.namespaces`, `Same` by default), so it is not attached.
     """,
     fix="""
         Correct the name in `targetRef` or `backendRefs`, or check the manifest that defines the object
-        together with these.
+        together with these. Remove `targetRef.sectionName` (split the Service to give ports different
+        policies). For a Service in another namespace, add a ReferenceGrant there `from` the
+        route's kind and namespace `to` the Service; for a refused route, widen the listener's
+        `allowedRoutes.namespaces` (or label the route's Namespace to match its selector).
     """,
 )
 def gateway_reference_missing(ctx: Context) -> Iterator[Finding | None]:
@@ -211,16 +218,53 @@ def gateway_reference_missing(ctx: Context) -> Iterator[Finding | None]:
     for route in topo.gke_routes:
         reported: set[str] = set()
         for ref in topo.backends(route):
-            if ref.name in reported or topo.service(ref) is not None:
+            if ref.name in reported:
+                continue
+            if topo.service(ref) is not None:
+                if not ctx.partial and not topo.granted(ref):
+                    reported.add(ref.name)
+                    # gateway-api@v1.4.0:apis/v1/httproute_types.go: a rule whose backendRefs are all
+                    # invalid answers 500.
+                    yield ctx.finding(
+                        route,
+                        f"this route sends requests to Service {ref.name} in namespace {ref.namespace}, and "
+                        f"no ReferenceGrant there allows HTTPRoutes from {route.namespace}: the Gateway "
+                        "refuses the reference and the rule answers 500.",
+                        at=(*ref.field, "namespace"),
+                        severity=ERROR if ctx.strict else WARNING,
+                    )
                 continue
             reported.add(ref.name)
             yield ctx.missing(
                 route, (*ref.field, "name"), "Service", ref.name,
                 f"this route sends requests to Service {ref.name}, which is not in the input",
             )  # fmt: skip
+    for route in topo.routes:
+        for gateway in (g for g in topo.refused.get(id(route), ()) if gw.is_gke_gateway(g)):
+            yield ctx.finding(
+                route,
+                f"no listener of Gateway {gateway.name} ({gateway.namespace}) admits routes from namespace "
+                f"{route.namespace} (listeners' allowedRoutes.namespaces): the route is not attached there.",
+                at=("spec", "parentRefs"),
+                severity=WARNING,
+            )
     expected = [(p, "Service", "") for p in (*topo.backend_policies, *topo.health_policies)]
     expected += [(p, "Gateway", gw.GATEWAY_GROUP) for p in topo.gateway_policies]
     for policy, kind, group in expected:
+        raw_target = policy.spec.get("targetRef")
+        if isinstance(raw_target, Mapping) and "sectionName" in raw_target:
+            # GoogleCloudPlatform/gke-gateway-api@v1.4.0:apis/networking/v1/gcpbackendpolicy_types.go and
+            # healthcheck_types.go: targetRef is a NamespacedPolicyTargetReference (group, kind, name,
+            # namespace), so a policy cannot pick one port of a Service.
+            yield ctx.finding(
+                policy,
+                f"targetRef.sectionName is not a field of {policy.kind} (its targetRef has group, kind, "
+                "name, namespace): kubectl apply's default strict validation refuses the policy, so what it "
+                "sets is not applied; without validation the field is dropped and the policy covers every "
+                "port.",
+                at=("spec", "targetRef", "sectionName"),
+                severity=ERROR,
+            )
         target = gw.target_ref(policy)
         if target is None:
             continue
@@ -405,8 +449,12 @@ def gateway_certificate(ctx: Context) -> Iterator[Finding]:
             for route, section in routes:
                 if section not in (None, listener.name):
                     continue
+                # A route with several parents (an internal and an external Gateway) lists the hostnames
+                # of all of them; a hostname is missed only when no HTTPS listener of any parent takes it.
                 outside = [
-                    h for h in gw.route_hostnames(route) if not gw.hostname_matches(listener.hostname, h)
+                    h
+                    for h in gw.route_hostnames(route)
+                    if not gw.hostname_matches(listener.hostname, h) and not _served_elsewhere(topo, route, h)
                 ]
                 if outside and section == listener.name:
                     yield ctx.finding(
@@ -430,6 +478,19 @@ def gateway_certificate(ctx: Context) -> Iterator[Finding]:
                     at=("spec", "domains"),
                     severity=WARNING,
                 )
+
+
+def _served_elsewhere(topo: gw.GatewayTopology, route: Manifest, host: str) -> bool:
+    """Whether an HTTPS listener of any of the route's GKE parent Gateways takes ``host``."""
+    for gateway, section in topo.parents(route):
+        if gateway is None or not gw.is_gke_gateway(gateway):
+            continue
+        for listener in gw.listeners(gateway):
+            if listener.protocol != "HTTPS" or section not in (None, listener.name):
+                continue
+            if gw.hostname_matches(listener.hostname, host):
+                return True
+    return False
 
 
 @rule(
