@@ -20,6 +20,7 @@ from flyte_iap.manifest_check.index import same_namespace
 from flyte_iap.manifest_check.loader import Manifest
 from flyte_iap.manifest_check.registry import ERROR, WARNING, Context, Finding, rule
 from flyte_iap.manifest_check.topology import iap_enabled as backendconfig_iap
+from flyte_iap.manifest_check.topology import service_ports
 
 _PAGE = "deploy/gateway-api"
 
@@ -109,7 +110,9 @@ def gateway_route_without_iap(ctx: Context) -> Iterator[Finding]:
     description="""
         `spec.default.iap.enabled: true` needs both `clientID` and `oauth2ClientSecret.name` (GKE's
         GCPBackendPolicy API: "If true, the ClientID and Oauth2ClientSecret fields must be non-empty").
-        Without them GKE does not turn IAP on for the backend.
+        Without them GKE does not turn IAP on for the backend. The Secret is read from the policy's
+        namespace (the reference has no namespace field): a Secret of that name only in another namespace
+        is reported too.
     """,
     fix="""
         Set `iap.clientID` to the OAuth client ID and `iap.oauth2ClientSecret.name` to the Secret that holds
@@ -127,6 +130,23 @@ def gateway_iap_incomplete(ctx: Context) -> Iterator[Finding]:
             missing.append("clientID")
         if not (isinstance(secret, Mapping) and secret.get("name")):
             missing.append("oauth2ClientSecret.name")
+        if not missing and policy.namespace is not None:
+            # The Secret is read from the policy's namespace (gke-gateway-api@v1.4.0:
+            # apis/networking/v1/gcpbackendpolicy_types.go, Oauth2ClientSecret has no namespace).
+            name = str(secret["name"])  # type: ignore[index]
+            elsewhere = sorted(
+                str(o.namespace)
+                for o in ctx.index.of_kind("Secret")
+                if o.name == name and o.namespace and o.namespace != policy.namespace
+            )
+            if elsewhere and ctx.index.find("Secret", name, policy.namespace) is None:
+                yield ctx.finding(
+                    policy,
+                    f"iap.oauth2ClientSecret names Secret {name}, which the input has only in namespace "
+                    f"{', '.join(elsewhere)}; GKE reads it from {policy.namespace} only, so IAP is not "
+                    "turned on for this backend.",
+                    at=("spec", "default", "iap", "oauth2ClientSecret", "name"),
+                )
         if missing:
             yield ctx.finding(
                 policy,
@@ -198,12 +218,12 @@ def backendconfig_ignored_by_gateway(ctx: Context) -> Iterator[Finding]:
         not contain. A policy whose target does not exist is never applied: IAP or the health check it
         carries is silently missing. A policy must also be in its target's namespace, and target a Service
         (a GCPGatewayPolicy: a Gateway), without `sectionName` (GKE's policies apply to a whole Service);
-        otherwise it is an error. A missing object is reported as an
-        error when the input has other objects of that kind in the namespace (a likely misspelling), as a
-        warning otherwise; not reported with `--partial`. A route is also reported (a warning) when it
-        sends requests to a Service in another namespace and no ReferenceGrant in the input allows it
-        (the Gateway refuses the reference), or when no listener of the Gateway it names admits its
-        namespace (`allowedRoutes.namespaces`, `Same` by default), so it is not attached.
+        otherwise it is an error. A missing object is reported as an error when the input has other objects
+        of that kind in the namespace (a likely misspelling), as a warning otherwise; not reported with
+        `--partial`. A route is also reported when it names a port the Service does not have (an error), or
+        (a warning) when it sends requests to a Service in another namespace and no ReferenceGrant in the
+        input allows it (the Gateway refuses the reference), or when no listener of the Gateway it names
+        admits its namespace (`allowedRoutes.namespaces`, `Same` by default), so it is not attached.
     """,
     fix="""
         Correct the name in `targetRef` or `backendRefs`, or check the manifest that defines the object
@@ -220,11 +240,26 @@ def gateway_reference_missing(ctx: Context) -> Iterator[Finding | None]:
         for ref in topo.backends(route):
             if ref.name in reported:
                 continue
-            if topo.service(ref) is not None:
+            service = topo.service(ref)
+            if service is not None:
+                numbers = [p.get("port") for p in service_ports(service)]
+                if ref.port is not None and ref.port not in numbers:
+                    reported.add(ref.name)
+                    # kubernetes-sigs/gateway-api@v1.4.0: apis/v1/object_reference_types.go (port is the
+                    # Service port), apis/v1/httproute_types.go (an invalid backendRef answers 500).
+                    yield ctx.finding(
+                        route,
+                        f"this route sends requests to port {ref.port} of Service {ref.name}, which has no "
+                        f"such port (its ports: {', '.join(map(str, numbers)) or 'none'}): the Gateway "
+                        "refuses the reference and the rule answers 500.",
+                        at=(*ref.field, "port"),
+                        severity=ERROR,
+                    )
+                    continue
                 if not ctx.partial and not topo.granted(ref):
                     reported.add(ref.name)
-                    # gateway-api@v1.4.0:apis/v1/httproute_types.go: a rule whose backendRefs are all
-                    # invalid answers 500.
+                    # kubernetes-sigs/gateway-api@v1.4.0:apis/v1/httproute_types.go: an invalid backendRef
+                    # answers 500.
                     yield ctx.finding(
                         route,
                         f"this route sends requests to Service {ref.name} in namespace {ref.namespace}, and "
