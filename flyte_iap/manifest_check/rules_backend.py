@@ -382,6 +382,42 @@ def iap_with_cdn(ctx: Context) -> Iterator[Finding]:
             )
 
 
+@rule(
+    "IAP017",
+    "iap-on-regional-external",
+    severity=ERROR,
+    title="IAP BackendConfig behind a regional external Ingress",
+    page="deploy/backendconfig",
+    description="""
+        The GKE controller refuses a BackendConfig with `iap.enabled: true` for the backends of a
+        `gce-regional-external` Ingress ("IAP configuration is not supported", kubernetes/ingress-gce@v1.41.1:
+        `pkg/backendconfig/validation.go`, `validateIAP`, for service ports of that class since v1.26.0), so
+        the backend is not configured and IAP does not protect it.
+    """,
+    fix="""
+        Serve the IAP-protected backends through a global external Ingress (class `gce`), or through a
+        GKE Gateway with a GCPBackendPolicy that turns IAP on.
+    """,
+)
+def iap_on_regional_external(ctx: Context) -> Iterator[Finding]:
+    reported: set[int] = set()
+    for ingress in ctx.topology.gce_ingresses:
+        if gce.scope(ingress) != "regional-external":
+            continue
+        for backend, _ in ctx.topology.backends(ingress):
+            ref = ctx.topology.backend_config(backend)
+            if ref is None or ref.config is None or not iap_enabled(ref.config) or id(ref.config) in reported:
+                continue
+            reported.add(id(ref.config))
+            yield ctx.finding(
+                ref.config,
+                f"{ingress.ref} (class gce-regional-external) routes to {backend.service.ref}, whose "
+                "BackendConfig turns IAP on: the GKE controller refuses IAP for a regional external "
+                "Ingress, so this backend is not configured.",
+                at=("spec", "iap", "enabled"),
+            )
+
+
 def _probe_summary(pods: list[PodTemplate], target: int | str | None, protocol: str) -> str:
     """What the selected pods have instead of a usable readiness probe, in a few words."""
     for pod in pods:
