@@ -33,6 +33,10 @@ SECRET_HEADER = "x-flyte-iap-proxy-secret"
 _PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 _LOOPBACK_NAMES = {"localhost", "localhost.", "ip6-localhost"}
 _HINT_INTERVAL = 60.0
+#: The largest request header list forwarded, counted as HPACK does (name + value + 32 per field): the
+#: default limit of hpack's decoder (h2 servers); a server that refuses a header block mid-decoding must
+#: close the whole connection (RFC 9113 4.3), failing every other request multiplexed on it.
+MAX_HEADER_LIST = 64 * 1024
 
 Log = Callable[[str], None]
 
@@ -316,9 +320,17 @@ class LocalProxy:
         except FlyteIapError as exc:
             self.say("token:" + exc.message, f"error: {exc.message}\nhint: {exc.hint}")
             return 503, f"flyte-iap proxy cannot get an ID token: {exc.message}"
+        upstream_headers = self.upstream_headers(method, path, headers, token)
+        size = sum(len(name) + len(value) + 32 for name, value in upstream_headers)
+        if size > MAX_HEADER_LIST:
+            # sent on, it would make the endpoint close the shared connection: every request on it fails
+            return (
+                431,
+                f"flyte-iap proxy: request headers too large ({size} bytes, at most {MAX_HEADER_LIST})",
+            )
         try:
             connection, stream_id = await self.upstream.open_stream(
-                self.upstream_headers(method, path, headers, token), responses, end_stream=no_body
+                upstream_headers, responses, end_stream=no_body
             )
         except TransportError as exc:
             self.say("upstream:" + exc.message, f"error: {exc.message}\nhint: {exc.hint}")

@@ -1,0 +1,49 @@
+"""Hostile HTTP/1.1 input to the local proxy: each answered by the proxy, never passed on to break IAP."""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+import pytest
+import requests
+from helpers import ProxyFactory
+from helpers.proxy import LocalFactory
+
+from flyte_iap.local_proxy.server import LocalProxy
+from flyte_iap.testing import IapProxy
+
+
+@pytest.fixture
+def echo_local(
+    echo_http: Any, make_proxy: ProxyFactory, make_local: LocalFactory, signed_in: str
+) -> LocalProxy:
+    iap = make_proxy(tls=True, http_upstream=echo_http.url)
+    return make_local(endpoint=iap.url, ca_cert=iap.ca_cert_file)
+
+
+def _exchange(local: LocalProxy, request: bytes) -> bytes:
+    """Send raw bytes, return the answer (up to the connection's close or 20 s)."""
+    with socket.create_connection(("127.0.0.1", local.port), timeout=20) as conn:
+        conn.sendall(request)
+        answer = b""
+        while chunk := conn.recv(65536):
+            answer += chunk
+            head, _, body = answer.partition(b"\r\n\r\n")
+            length = [line for line in head.lower().split(b"\r\n") if line.startswith(b"content-length:")]
+            if length and len(body) >= int(length[0].split(b":")[1]):
+                break
+        return answer
+
+
+def test_header_list_too_large_for_iap_is_431_and_the_shared_connection_survives(
+    local: LocalProxy, tls_iap: IapProxy
+) -> None:
+    assert requests.get(local.url + "/api/v1/projects", timeout=20).status_code == 200
+    flood = b"".join(b"x-%d: v\r\n" % i for i in range(4000))
+
+    answer = _exchange(local, b"GET /api/v1/projects HTTP/1.1\r\nHost: 127.0.0.1\r\n" + flood + b"\r\n")
+
+    assert answer.startswith(b"HTTP/1.1 431 ")
+    assert requests.get(local.url + "/api/v1/projects", timeout=20).status_code == 200
+    assert local.upstream.connects == 1  # IAP never saw the flood, so never closed the connection
