@@ -76,6 +76,10 @@ class H1Session:
         method = request.method.decode("ascii", "replace")
         target = request.target.decode("latin-1")
         headers: Headers = list(request.headers)
+        if get(headers, b"transfer-encoding") is not None:
+            # h11 framed the body by Transfer-Encoding, which overrides a Content-Length sent with it; an
+            # intermediary must remove that Content-Length (RFC 9112 6.3) or IAP gets a malformed request
+            headers = [(name, value) for name, value in headers if name != b"content-length"]
         refusal = proxy.refusal(method, target, (get(headers, b"host") or b"").decode("latin-1"), headers)
         if refusal is not None:
             status, message, extra = refusal

@@ -47,3 +47,19 @@ def test_header_list_too_large_for_iap_is_431_and_the_shared_connection_survives
     assert answer.startswith(b"HTTP/1.1 431 ")
     assert requests.get(local.url + "/api/v1/projects", timeout=20).status_code == 200
     assert local.upstream.connects == 1  # IAP never saw the flood, so never closed the connection
+
+
+def test_content_length_sent_with_chunked_encoding_is_dropped_and_the_chunked_body_forwarded(
+    echo_local: LocalProxy,
+) -> None:
+    request = (
+        b"POST /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"5\r\nhello\r\n0\r\n\r\n"
+    )
+
+    answer = _exchange(echo_local, request)
+
+    assert answer.startswith(b"HTTP/1.1 200 ")
+    assert b'"length": 5' in answer
+    assert requests.post(echo_local.url + "/echo", data=b"abc", timeout=20).status_code == 200
+    assert echo_local.upstream.connects == 1
