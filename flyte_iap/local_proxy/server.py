@@ -68,6 +68,14 @@ def parse_endpoint(endpoint: str) -> tuple[str, int]:
     return parts.hostname, port
 
 
+def _hostname(url: str) -> str | None:
+    """The host a URL (or ``//`` + authority) names, "" for none, None when it does not parse."""
+    try:
+        return urllib.parse.urlsplit(url).hostname or ""
+    except ValueError:  # "[abc": an unclosed IPv6 literal
+        return None
+
+
 def _is_loopback(host: str) -> bool:
     host = host.strip("[]").lower()
     if host in _LOOPBACK_NAMES:
@@ -251,20 +259,22 @@ class LocalProxy:
         if method == "CONNECT":
             return 405, "flyte-iap proxy is a reverse proxy for one endpoint: CONNECT is refused", []
         if target.startswith(("http://", "https://")):
-            host = urllib.parse.urlsplit(target).hostname or ""
+            host = _hostname(target)
+            if host is None:
+                return 400, f"request target {target[:100]!r} is not a URL", []
             if host.lower() != self.endpoint_host.lower() and not self._own_host(host):
                 return 403, f"flyte-iap proxy forwards only to {self.endpoint}, not to {host}", []
         elif not target.startswith("/"):
             return 400, f"request target {target[:100]!r} is not a path", []
         # A browser page on another site must not use the person's identity: DNS rebinding sends a
         # foreign Host, cross-site requests carry a foreign Origin or Sec-Fetch-Site.
-        host = urllib.parse.urlsplit("//" + authority).hostname or "" if authority else ""
-        if authority and not self._own_host(host):
+        host = _hostname("//" + authority) if authority else ""
+        if host is None or (authority and not self._own_host(host)):
             return 403, f"flyte-iap proxy does not serve host {authority[:100]!r}", []
         origin = get(headers, b"origin")
         if origin and origin != b"null":
-            origin_host = urllib.parse.urlsplit(origin.decode("latin-1")).hostname or ""
-            if not self._own_host(origin_host):
+            origin_host = _hostname(origin.decode("latin-1"))
+            if origin_host is None or not self._own_host(origin_host):
                 return 403, "flyte-iap proxy refuses cross-site requests from browsers", []
         if (get(headers, b"sec-fetch-site") or b"").lower() == b"cross-site":
             return 403, "flyte-iap proxy refuses cross-site requests from browsers", []

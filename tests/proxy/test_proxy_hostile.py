@@ -63,3 +63,21 @@ def test_content_length_sent_with_chunked_encoding_is_dropped_and_the_chunked_bo
     assert b'"length": 5' in answer
     assert requests.post(echo_local.url + "/echo", data=b"abc", timeout=20).status_code == 200
     assert echo_local.upstream.connects == 1
+
+
+@pytest.mark.parametrize(
+    ("target", "headers", "status"),
+    [
+        ("/api/v1/projects", b"Host: [abc\r\n", 403),
+        ("http://[abc/api/v1/projects", b"Host: 127.0.0.1\r\n", 400),
+        ("/api/v1/projects", b"Host: 127.0.0.1\r\nOrigin: http://[zz\r\n", 403),
+    ],
+    ids=["host", "absolute-target", "origin"],
+)
+def test_unparsable_host_target_or_origin_gets_an_answer_and_is_not_forwarded(
+    local: LocalProxy, tls_iap: IapProxy, target: str, headers: bytes, status: int
+) -> None:
+    answer = _exchange(local, f"GET {target} HTTP/1.1\r\n".encode() + headers + b"\r\n")
+
+    assert answer.startswith(b"HTTP/1.1 %d " % status)
+    assert tls_iap.forwarded == []
