@@ -271,8 +271,9 @@ class LocalProxy:
         host = _hostname("//" + authority) if authority else ""
         if host is None or (authority and not self._own_host(host)):
             return 403, f"flyte-iap proxy does not serve host {authority[:100]!r}", []
+        # "null" is the origin of a sandboxed frame or a cross-site redirect (RFC 6454 7.3): foreign too
         origin = get(headers, b"origin")
-        if origin and origin != b"null":
+        if origin:
             origin_host = _hostname(origin.decode("latin-1"))
             if origin_host is None or not self._own_host(origin_host):
                 return 403, "flyte-iap proxy refuses cross-site requests from browsers", []

@@ -81,3 +81,16 @@ def test_unparsable_host_target_or_origin_gets_an_answer_and_is_not_forwarded(
 
     assert answer.startswith(b"HTTP/1.1 %d " % status)
     assert tls_iap.forwarded == []
+
+
+def test_null_origin_of_a_sandboxed_frame_or_cross_site_redirect_is_refused(
+    local: LocalProxy, tls_iap: IapProxy
+) -> None:
+    request = (
+        b"POST /api/v1/projects HTTP/1.1\r\nHost: 127.0.0.1\r\nOrigin: null\r\nContent-Length: 0\r\n\r\n"
+    )
+
+    answer = _exchange(local, request)
+
+    assert answer.startswith(b"HTTP/1.1 403 ")
+    assert tls_iap.forwarded == []
