@@ -18,7 +18,13 @@ import urllib.parse
 from collections.abc import Callable
 from typing import Any
 
-from flyte_iap.errors import ConfigurationError, FlyteIapError, LoginRequiredError, TransportError
+from flyte_iap.errors import (
+    ConfigurationError,
+    FlyteIapError,
+    LoginRequiredError,
+    TransportError,
+    printable,
+)
 from flyte_iap.local_proxy._h2peer import Headers, Queue, StreamGone, end_to_end
 from flyte_iap.local_proxy._messages import get
 from flyte_iap.local_proxy.http1 import H1Session
@@ -366,7 +372,7 @@ class LocalProxy:
             self._log(message)
 
     def iap_refused(self, status: int, message: str, token: str) -> None:
-        text = " ".join(message.split())[:300]
+        text = printable(" ".join(message.split()))  # the body is the endpoint's: no terminal escapes
         if status == 403:
             who = self.tokens.email or "the signed-in account"
             self.say(

@@ -94,3 +94,17 @@ def test_null_origin_of_a_sandboxed_frame_or_cross_site_redirect_is_refused(
 
     assert answer.startswith(b"HTTP/1.1 403 ")
     assert tls_iap.forwarded == []
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_iap_answer_quoted_in_the_log_has_terminal_escapes_escaped(status: int) -> None:
+    from flyte_iap.local_proxy import TokenSource
+
+    log: list[str] = []
+    proxy = LocalProxy("https://flyte.example.com", TokenSource(lambda rejected: "t"), log=log.append)
+
+    proxy.iap_refused(status, "Invalid IAP credentials\x1b]0;pwned\x07\x1b[2J", "t")
+
+    assert len(log) == 1
+    assert "\x1b" not in log[0] and "\x07" not in log[0]
+    assert "\\x1b]0;pwned" in log[0]
