@@ -36,7 +36,10 @@ class H1Session:
     async def run(self) -> None:
         while True:
             try:
-                event = await self._next()
+                async with asyncio.timeout(self.proxy.head_timeout):
+                    event = await self._next()
+            except TimeoutError:
+                return  # no request head in time: a stalled or idle connection gives its slot back
             except h11.RemoteProtocolError as exc:
                 status = exc.error_status_hint
                 head = f"HTTP/1.1 {status} Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n"

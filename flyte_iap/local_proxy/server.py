@@ -105,6 +105,9 @@ class LocalProxy:
         ca_cert: a PEM file of CAs that sign the endpoint's certificate (default: the system's).
         max_connections: client connections served at once; more are closed at once.
         max_streams: concurrent requests per HTTP/2 client connection.
+        head_timeout: seconds a client connection may take to send the start of HTTP/2 or each HTTP/1.1
+            request head (idle keep-alive time included) before it is closed: a client that trickles
+            bytes (slowloris) or idles must not hold one of ``max_connections`` forever.
         log: where hints go (one line each, never a token); default: nowhere.
         connect_host: connect here instead of resolving the endpoint's host (tests).
     """
@@ -121,6 +124,7 @@ class LocalProxy:
         ca_cert: str | None = None,
         max_connections: int = 256,
         max_streams: int = 128,
+        head_timeout: float = 60.0,
         log: Log | None = None,
         connect_host: str | None = None,
     ) -> None:
@@ -146,6 +150,7 @@ class LocalProxy:
         self.secret = secret
         self.max_connections = max_connections
         self.max_streams = max_streams
+        self.head_timeout = head_timeout
         self._log = log or (lambda message: None)
         try:
             context = ssl.create_default_context(cafile=ca_cert)
@@ -237,18 +242,19 @@ class LocalProxy:
         self._sessions.add(task)
         try:
             first = b""
-            while len(first) < len(_PREFACE) and _PREFACE.startswith(first):
-                chunk = await reader.read(len(_PREFACE) - len(first))
-                if not chunk:
-                    break
-                first += chunk
+            async with asyncio.timeout(self.head_timeout):
+                while len(first) < len(_PREFACE) and _PREFACE.startswith(first):
+                    chunk = await reader.read(len(_PREFACE) - len(first))
+                    if not chunk:
+                        break
+                    first += chunk
             if not first:
                 return
             if first == _PREFACE:
                 await H2Session(self, reader, writer, first).run()
             else:
                 await H1Session(self, reader, writer, first).run()
-        except (ConnectionError, asyncio.IncompleteReadError, StreamGone):
+        except (ConnectionError, asyncio.IncompleteReadError, StreamGone, TimeoutError):
             pass
         except asyncio.CancelledError:
             pass  # the proxy is stopping

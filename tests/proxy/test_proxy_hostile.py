@@ -108,3 +108,37 @@ def test_iap_answer_quoted_in_the_log_has_terminal_escapes_escaped(status: int) 
     assert len(log) == 1
     assert "\x1b" not in log[0] and "\x07" not in log[0]
     assert "\\x1b]0;pwned" in log[0]
+
+
+def _closed_by_the_proxy_while_trickling(conn: socket.socket, start: bytes) -> bool:
+    """Send ``start``, then a header byte every 0.2 s for at most 10 s; whether the proxy closed first."""
+    conn.settimeout(0.2)
+    conn.sendall(start)
+    for _ in range(50):
+        try:
+            if conn.recv(1024) == b"":
+                return True
+        except TimeoutError:
+            pass
+        try:
+            conn.sendall(b"x")
+        except OSError:
+            return True
+    return False
+
+
+@pytest.mark.parametrize(
+    "start",
+    [b"GET /api/v1/projects HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ", b"PRI * HTTP/2.0\r\n", b""],
+    ids=["http1-head", "http2-preface", "idle"],
+)
+def test_a_client_trickling_its_request_head_is_closed_and_frees_its_slot(
+    make_local: LocalFactory, tls_iap: IapProxy, signed_in: str, start: bytes
+) -> None:
+    local = make_local(max_connections=1, head_timeout=1.0)
+
+    with socket.create_connection(("127.0.0.1", local.port), timeout=20) as slow:
+        closed = _closed_by_the_proxy_while_trickling(slow, start)
+
+    assert closed
+    assert requests.get(local.url + "/api/v1/projects", timeout=20).status_code == 200
