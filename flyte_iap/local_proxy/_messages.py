@@ -20,6 +20,16 @@ def get(headers: Headers, name: bytes) -> bytes | None:
     return None
 
 
+def origin_form(target: str) -> str:
+    """``/path?query`` of an absolute-form target (``http://host/path``) the policy let through; the
+    upstream request's ``:path`` must be origin-form (RFC 9113 8.3.1). Other targets are returned as is.
+    """
+    if not target.startswith(("http://", "https://")):
+        return target
+    parts = urllib.parse.urlsplit(target)
+    return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+
+
 def reason_phrase(status: int) -> bytes:
     """The standard reason phrase (HTTP/2 has none to pass on)."""
     try:

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import urllib.parse
 from typing import TYPE_CHECKING, Any
 
 import h11
 
 from flyte_iap.local_proxy._h2peer import READ_SIZE, Headers, Queue, StreamGone, end_to_end
-from flyte_iap.local_proxy._messages import COALESCE, get, reason_phrase, status_of
+from flyte_iap.local_proxy._messages import COALESCE, get, origin_form, reason_phrase, status_of
 from flyte_iap.local_proxy.upstream import UpstreamConnection
 
 if TYPE_CHECKING:
@@ -88,9 +87,7 @@ class H1Session:
             status, message, extra = refusal
             proxy.note_refusal(status)
             return await self._local(status, message, extra)
-        if target.startswith(("http://", "https://")):
-            parts = urllib.parse.urlsplit(target)
-            target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        target = origin_form(target)
         responses = Queue()
         # a request without a body ends with its HEADERS frame: one frame, one write less
         no_body = (

@@ -13,7 +13,7 @@ import h2.exceptions
 
 from flyte_iap.local_proxy import oauth_metadata
 from flyte_iap.local_proxy._h2peer import READ_SIZE, H2Peer, Headers, Queue, StreamGone, end_to_end
-from flyte_iap.local_proxy._messages import COALESCE, get, grpc_error, status_of
+from flyte_iap.local_proxy._messages import COALESCE, get, grpc_error, origin_form, status_of
 from flyte_iap.local_proxy.upstream import UpstreamConnection
 
 if TYPE_CHECKING:
@@ -110,6 +110,7 @@ class H2Session(H2Peer):
                 proxy.note_refusal(refusal[0])
                 self._local(stream_id, *refusal, grpc=grpc)
                 return
+            path = origin_form(path)
             responses = Queue()
             begun = await proxy.begin(method, path, headers, responses, no_body=no_body)
             if len(begun) == 2:

@@ -142,3 +142,31 @@ def test_a_client_trickling_its_request_head_is_closed_and_frees_its_slot(
 
     assert closed
     assert requests.get(local.url + "/api/v1/projects", timeout=20).status_code == 200
+
+
+def test_http2_absolute_path_let_through_reaches_iap_in_origin_form(
+    local: LocalProxy, tls_iap: IapProxy
+) -> None:
+    import h2.config
+    import h2.connection
+    import h2.events
+
+    client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding=None))
+    client.initiate_connection()
+    targets = [f"{tls_iap.url}/api/v1/projects?limit=1", f"{local.url}/api/v1/projects"]
+    for stream_id, target in zip((1, 3), targets, strict=True):
+        request = [
+            (b":method", b"GET"),
+            (b":scheme", b"http"),
+            (b":authority", f"127.0.0.1:{local.port}".encode()),
+        ]
+        client.send_headers(stream_id, [*request, (b":path", target.encode())], end_stream=True)
+    ended = 0
+    with socket.create_connection(("127.0.0.1", local.port), timeout=20) as conn:
+        conn.sendall(client.data_to_send())
+        while ended < 2 and (data := conn.recv(65536)):
+            ended += sum(isinstance(e, h2.events.StreamEnded) for e in client.receive_data(data))
+            conn.sendall(client.data_to_send())
+
+    assert ended == 2
+    assert sorted(f.path for f in tls_iap.forwarded) == ["/api/v1/projects", "/api/v1/projects?limit=1"]
