@@ -120,6 +120,8 @@ def _closed_by_the_proxy_while_trickling(conn: socket.socket, start: bytes) -> b
                 return True
         except TimeoutError:
             pass
+        except OSError:  # reset: the proxy closed while a trickled byte was on its way
+            return True
         try:
             conn.sendall(b"x")
         except OSError:
