@@ -739,3 +739,39 @@ def test_the_flyte1_guide_sends_flyte2_readers_to_the_flyte2_path() -> None:
     text = (Path(__file__).parent / "deploy" / "index.md").read_text()
     section = text[text.index("## Flyte 1, pinned") : text.index("## All commands in order")]
     assert "../flyte2/index.md" in section or "{doc}`/flyte2/index`" in section
+
+
+def test_flyte2_task_pods_account_exists_in_the_actions_namespace_and_is_bound_on_the_page() -> None:
+    """Task pods run in actions.kubernetes.namespace as executor.defaultK8sServiceAccount
+    (flyteorg/flyte@v2.0.43:executor/pkg/plugin/task_exec_metadata.go, actions/k8s/client.go): that
+    account must be a manifest the page applies, annotated with a Google service account the page
+    creates, binds to exactly that namespace/name, and gives the bucket's objects."""
+    values = yaml.safe_load((EXAMPLES / "helm" / "flyte-binary-v2" / "values-gke-iap.yaml").read_text())
+    namespace = values["flyte-core-components"]["actions"]["kubernetes"]["namespace"]
+    ksa = values["configuration"]["inline"]["executor"]["defaultK8sServiceAccount"]
+    assert ksa and ksa != "default", "task pods would share the namespace's default account"
+    accounts = {
+        (d["metadata"].get("namespace"), d["metadata"]["name"]): d
+        for p in (EXAMPLES / "gke" / "flyte2").glob("*.yaml")
+        for d in yaml.safe_load_all(p.read_text())
+        if d and d["kind"] == "ServiceAccount"
+    }
+    assert (namespace, ksa) in accounts, f"no ServiceAccount {namespace}/{ksa} in examples/gke/flyte2/"
+    gsa = accounts[(namespace, ksa)]["metadata"]["annotations"]["iam.gke.io/gcp-service-account"]
+    backend = values["serviceAccount"]["annotations"]["iam.gke.io/gcp-service-account"]
+    assert gsa != backend, "task pods must not act as the backend's Google service account"
+    page = Path(__file__).parent / "flyte2" / "gke.md"
+    commands = _commands(page)
+    name = gsa.split("@")[0]
+    assert any(c.startswith(f"gcloud iam service-accounts create {name} ") for c in commands), gsa
+    bindings = {
+        (g, k)
+        for c in commands
+        if "roles/iam.workloadIdentityUser" in c
+        for g, k in re.findall(r"add-iam-policy-binding (\S+?)@.*svc\.id\.goog\[([^\]]+)\]", c)
+    }
+    assert (name, f"{namespace}/{ksa}") in bindings, bindings
+    assert any(
+        f"--member=serviceAccount:{gsa}" in c and "--role=roles/storage.objectAdmin" in c for c in commands
+    )
+    assert "examples/gke/flyte2/task-service-account.yaml" in page.read_text()
