@@ -606,6 +606,46 @@ def test_all_commands_in_order_are_the_step_pages_commands_in_a_working_order(ch
     assert first("roles/iam.workloadIdentityUser") < first("helm install")
 
 
+def _console_commands(text: str) -> list[str]:
+    joined = re.sub(r"\\\n\s*", " ", text)
+    return [" ".join(line[2:].split()) for line in joined.splitlines() if line.startswith("$ ")]
+
+
+def test_flyte2_all_commands_in_order_are_its_steps_commands_in_a_working_order() -> None:
+    """docs/flyte2/gke.md ends with every command of its steps and of the Flyte 1 steps it relies on."""
+    text = (Path(__file__).parent / "flyte2" / "gke.md").read_text()
+    cut = text.index("## All commands in order")
+    steps, commands = _console_commands(text[:cut]), _console_commands(text[cut:])
+    missing = [c for c in commands if c not in set(steps) | _step_commands()]
+    assert not missing, f"not on any step page (the list must repeat the steps, not differ): {missing}"
+    left_out = [c for c in steps if c not in commands]
+    assert not left_out, f"steps of gke.md missing from its list: {left_out}"
+
+    def first(fragment: str) -> int:
+        found = [i for i, c in enumerate(commands) if fragment in c]
+        assert found, f"the Flyte 2 list has no command with {fragment!r}"
+        return found[0]
+
+    order = [
+        "gcloud services enable",
+        "gcloud compute addresses create",
+        "gcloud dns record-sets create",
+        "kubectl create namespace flyte",
+        "create secret generic flyte-iap-oauth",
+        "create secret generic flyte-db-password",
+        "helm repo add",
+        "helm install flyte flyteorg/flyte-binary --version v2.0.43",
+        "kubectl apply -f examples/gke/flyte2/",
+        "gcloud iap web add-iam-policy-binding",
+    ]
+    positions = [first(f) for f in order]
+    assert positions == sorted(positions), dict(zip(order, positions, strict=True))
+    helm = first("helm install")
+    bound = [i for i, c in enumerate(commands) if "roles/iam.workloadIdentityUser" in c]
+    assert len(bound) == 2 and max(bound) < helm, "both Workload Identity bindings come before the chart"
+    assert "flyte-tasks" in commands[bound[1]] or "flyte-tasks" in commands[bound[0]]
+
+
 @pytest.mark.skipif(not available("gcloud"), reason="gcloud is not installed")
 def test_gcloud_flag_given_twice_fails_unless_its_help_says_it_repeats(sandbox: DocSandbox) -> None:
     """`add-iam-policy-binding --member=A --member=B` binds only B."""
