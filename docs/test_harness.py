@@ -61,6 +61,25 @@ def test_a_command_that_is_only_checked_may_not_show_output(sandbox: DocSandbox)
         run(sandbox, '$ helm repo add flyteorg https://flyteorg.github.io/flyte\n"flyteorg" has been added\n')
 
 
+def test_helm_template_piped_into_flyte_iap_check_with_its_output_shown_is_run(sandbox: DocSandbox) -> None:
+    """The chart's rendering is rebuilt (no Helm here) and the page's own check arguments are run."""
+    base = (
+        "$ helm template flyte flyteorg/flyte-binary --version v2.0.43 --namespace flyte "
+        "--values examples/helm/flyte-binary-v2/values-gke-iap.yaml | flyte-iap check - {dir}\n{out}"
+    )
+    block = ShellBlock(sandbox, PAGE)
+    block.run(
+        parse_console(
+            base.format(dir="examples/gke/flyte2/", out="no problems found (6 files, 8 objects checked)\n"),
+            10,
+        )
+    )
+    assert block.executed
+    # the Flyte 2 chart's Services beside Flyte 1's manifests: their BackendConfigs are not there
+    with pytest.raises(BlockFailure, match=r"(?s)output differs from the page.*IAP011"):
+        run(sandbox, base.format(dir="examples/gke/flyte-binary/", out="no problems found ...\n"))
+
+
 def test_helm_install_must_use_the_release_version_and_values_the_manifests_assume(
     sandbox: DocSandbox,
 ) -> None:

@@ -25,6 +25,8 @@ line is a command and nothing is printed. What happens to a command depends on i
                 :data:`HELM_FLAGS`; the chart must be ``flyteorg/flyte-binary`` or ``flyteorg/flyte-core``
                 at :data:`~_harness.manifests.CHART_VERSION`, the release and namespace those the
                 manifests assume, and every values file must pass the chart's key check.
+                ``helm template ... | flyte-iap check - ARGS`` shown with its output is run: stdin is
+                the chart's Services rebuilt for those values (:func:`~_harness.manifests.chart_services`).
 ``export``      sets the variable for the page's later commands.
 ``pip``         requirement names must be declared dependencies of this project (not run: the docs
                 build has no network); this project itself is installed from a clone (``./flyte-iap``)
@@ -353,12 +355,53 @@ class ShellBlock:
                     ran = True
                 else:
                     self.static(cmd, argv, piped=piped)
+            if cmd.expected and len(sequences) == 1 and not inner and self._run_rendered_check(cmd, seq):
+                ran = True
         if cmd.expected and not ran:
             raise self.fail(
                 cmd,
                 "shows output, but this command is only checked, not run here: drop the output "
                 "or describe it in prose",
             )
+
+    def _run_rendered_check(self, cmd: Command, seq: list[list[str]]) -> bool:
+        """Run ``helm template ... | flyte-iap check - ...`` (shown with its output) on a rebuilt rendering.
+
+        Helm cannot run in the doc tests, so stdin is the Services the chart renders for the release and
+        values the command names (:func:`~_harness.manifests.chart_services`, the same rebuild the
+        deployment-set checks use); ``flyte-iap check`` then runs on the page's own arguments.
+        """
+        if len(seq) != 2 or seq[0][:2] != ["helm", "template"] or seq[1][:3] != ["flyte-iap", "check", "-"]:
+            return False
+        import yaml
+
+        from .manifests import chart_services
+
+        argv = seq[0]
+        positionals, values, version = [], [], ""
+        i = 2
+        while i < len(argv):
+            name, eq, value = argv[i].partition("=")
+            if name.startswith("-"):
+                if not eq and name in ("--values", "-f", "--version", "--namespace", "-n"):
+                    i += 1
+                    value = argv[i]
+                if name in ("--values", "-f"):
+                    values.append(value)
+                elif name == "--version":
+                    version = value
+            else:
+                positionals.append(argv[i])
+            i += 1
+        release, chart = positionals[0], positionals[1].partition("/")[2]
+        if chart == "flyte-binary" and version.startswith("v2."):
+            chart = "flyte-binary-v2"
+        merged: dict = {}
+        for v in values:
+            merged.update(yaml.safe_load((self.sandbox.cwd / v).read_text()) or {})
+        rendered = yaml.safe_dump_all(chart_services(chart, release, merged), sort_keys=False)
+        self.execute(cmd, seq[1], {}, stdin_text=rendered)
+        return True
 
     @staticmethod
     def _assignments(argv: list[str]) -> tuple[list[str], dict[str, str]]:
@@ -371,7 +414,9 @@ class ShellBlock:
 
     # -- run --------------------------------------------------------------------------------------
 
-    def execute(self, cmd: Command, argv: list[str], extra_env: dict[str, str]) -> None:
+    def execute(
+        self, cmd: Command, argv: list[str], extra_env: dict[str, str], stdin_text: str | None = None
+    ) -> None:
         env = self.sandbox.env()
         env.update(extra_env)
         args = [_expand(a, env) for a in argv[1:]]
@@ -381,7 +426,8 @@ class ShellBlock:
                 [*program, *args],
                 cwd=self.sandbox.cwd,
                 env=env,
-                stdin=subprocess.DEVNULL,
+                input=stdin_text,
+                stdin=None if stdin_text is not None else subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 text=True,
