@@ -834,3 +834,15 @@ def test_flyte2_task_pods_account_exists_in_the_actions_namespace_and_is_bound_o
         f"--member=serviceAccount:{gsa}" in c and "--role=roles/storage.objectAdmin" in c for c in commands
     )
     assert "examples/gke/flyte2/task-service-account.yaml" in page.read_text()
+
+
+def test_the_gateway_page_cites_google_for_its_claims_and_names_the_controller_requirements() -> None:
+    """Gateway API claims are Google's words with a link; the add-on and the Shared VPC role are listed."""
+    page = " ".join((Path(__file__).parent / "deploy" / "gateway-api.md").read_text().split())
+    assert "Google recommends" not in page and "1.34.1-gke.1822000" not in page
+    assert "cloud.google.com/kubernetes-engine/docs/concepts/gateway-api" in page
+    requirements = "cloud.google.com/kubernetes-engine/docs/how-to/configure-gateway-resources"
+    assert requirements in page
+    after = page[page.index(requirements) :]
+    assert "--update-addons=HttpLoadBalancing=ENABLED" in after
+    assert "roles/compute.networkUser" in after and "Shared VPC" in after
