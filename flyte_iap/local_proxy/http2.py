@@ -33,6 +33,8 @@ class H2Session(H2Peer):
         self.initial = initial
         self.requests: dict[int, Queue] = {}
         self.tasks: dict[int, asyncio.Task[None]] = {}
+        self._deadline: asyncio.Timeout | None = None
+        self._frames = _FrameWatch(skip=len(initial))
 
     async def run(self) -> None:
         self.conn.initiate_connection()
@@ -40,21 +42,26 @@ class H2Session(H2Peer):
         self.flush_now()
         data = self.initial
         try:
-            while True:
-                if data:
-                    try:
-                        events = self.conn.receive_data(data)
-                    except h2.exceptions.ProtocolError:
+            # TimeoutError ends the session: the caller closes the connection, clients get GOAWAY below
+            async with asyncio.timeout(None) as self._deadline:
+                while True:
+                    if data:
+                        self._frames.feed(data)
+                        try:
+                            events = self.conn.receive_data(data)
+                        except h2.exceptions.ProtocolError:
+                            self.flush_now()
+                            return
+                        for event in events:
+                            self._on_event(event)
                         self.flush_now()
+                        await self.drain()
+                    self._rearm()
+                    data = await self.reader.read(READ_SIZE)
+                    if not data:
                         return
-                    for event in events:
-                        self._on_event(event)
-                    self.flush_now()
-                    await self.drain()
-                data = await self.reader.read(READ_SIZE)
-                if not data:
-                    return
         finally:
+            self._deadline = None
             for task in list(self.tasks.values()):
                 task.cancel()
             if self.tasks:
@@ -70,7 +77,7 @@ class H2Session(H2Peer):
             ended = event.stream_ended is not None
             task = asyncio.ensure_future(self._stream(event.stream_id, list(event.headers), queue, ended))
             self.tasks[event.stream_id] = task
-            task.add_done_callback(lambda _, sid=event.stream_id: self.tasks.pop(sid, None))
+            task.add_done_callback(lambda _, sid=event.stream_id: self._stream_done(sid))
         elif isinstance(event, h2.events.DataReceived):
             queue = self.requests.get(event.stream_id)
             if queue is None:
@@ -95,6 +102,23 @@ class H2Session(H2Peer):
             self.wake(event.stream_id)
         elif isinstance(event, h2.events.RemoteSettingsChanged):
             self.wake()
+
+    def _stream_done(self, stream_id: int) -> None:
+        self.tasks.pop(stream_id, None)
+        self._rearm()
+
+    def _rearm(self) -> None:
+        """Give the client ``head_timeout`` while it holds a connection with no open stream (idle) or
+        is part-way through a header block (HEADERS or CONTINUATION frames trickled): either way it
+        holds one of ``max_connections`` without asking for anything.
+        """
+        deadline = self._deadline
+        if deadline is None or deadline.expired():
+            return
+        if self.tasks and not self._frames.in_header_block:
+            deadline.reschedule(None)
+        elif deadline.when() is None:
+            deadline.reschedule(asyncio.get_running_loop().time() + self.proxy.head_timeout)
 
     async def _stream(self, stream_id: int, headers: Headers, requests: Queue, no_body: bool) -> None:
         proxy = self.proxy
@@ -232,3 +256,49 @@ class H2Session(H2Peer):
             self.flush()
         except (StreamGone, h2.exceptions.ProtocolError, h2.exceptions.StreamClosedError):
             pass
+
+
+class _FrameWatch:
+    """Follows the frame boundaries in what a client sends, to tell when it is inside a header block.
+
+    A header block is a HEADERS frame and the CONTINUATION frames up to the one flagged END_HEADERS
+    (RFC 9113 6.2, 6.10); h2 reports the request only once the block is whole.
+    """
+
+    def __init__(self, *, skip: int) -> None:
+        self._skip = skip  # the connection preface
+        self._head = bytearray()  # a frame header received in part
+        self._left = 0  # bytes of the current frame's payload still to come
+        self._type = 0
+        self._open_block = False  # HEADERS seen, END_HEADERS not yet
+
+    def feed(self, data: bytes) -> None:
+        pos, size = min(self._skip, len(data)), len(data)
+        self._skip -= pos
+        while pos < size:
+            if self._left:
+                step = min(self._left, size - pos)
+                self._left -= step
+                pos += step
+                continue
+            step = min(9 - len(self._head), size - pos)
+            self._head += data[pos : pos + step]
+            pos += step
+            if len(self._head) == 9:
+                self._left = int.from_bytes(self._head[:3], "big")
+                self._type = self._head[3]
+                if self._type in (_HEADERS, _CONTINUATION):
+                    self._open_block = not self._head[4] & _END_HEADERS
+                self._head.clear()
+
+    @property
+    def in_header_block(self) -> bool:
+        """A header block is unfinished, or a frame (its type maybe not yet known) is only partly here."""
+        return (
+            self._open_block
+            or bool(self._head)
+            or (bool(self._left) and self._type in (_HEADERS, _CONTINUATION))
+        )
+
+
+_HEADERS, _CONTINUATION, _END_HEADERS = 0x1, 0x9, 0x4

@@ -105,9 +105,10 @@ class LocalProxy:
         ca_cert: a PEM file of CAs that sign the endpoint's certificate (default: the system's).
         max_connections: client connections served at once; more are closed at once.
         max_streams: concurrent requests per HTTP/2 client connection.
-        head_timeout: seconds a client connection may take to send the start of HTTP/2 or each HTTP/1.1
-            request head (idle keep-alive time included) before it is closed: a client that trickles
-            bytes (slowloris) or idles must not hold one of ``max_connections`` forever.
+        head_timeout: seconds a client connection may take to send the start of HTTP/2, each HTTP/1.1
+            request head (idle keep-alive time included) or each HTTP/2 header block, and may stay
+            with no HTTP/2 request open, before it is closed: a client that trickles bytes
+            (slowloris) or idles must not hold one of ``max_connections`` forever.
         log: where hints go (one line each, never a token); default: nowhere.
         connect_host: connect here instead of resolving the endpoint's host (tests).
     """

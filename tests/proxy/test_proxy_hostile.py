@@ -172,3 +172,95 @@ def test_http2_absolute_path_let_through_reaches_iap_in_origin_form(
 
     assert ended == 2
     assert sorted(f.path for f in tls_iap.forwarded) == ["/api/v1/projects", "/api/v1/projects?limit=1"]
+
+
+def _h2_request(port: int, path: bytes, **extra: bytes) -> list[tuple[bytes, bytes]]:
+    return [
+        (b":method", b"POST" if extra else b"GET"),
+        (b":scheme", b"http"),
+        (b":authority", f"127.0.0.1:{port}".encode()),
+        (b":path", path),
+        *((name.replace("_", "-").encode(), value) for name, value in extra.items()),
+    ]
+
+
+def _h2_closed_by_the_proxy(conn: socket.socket, client: Any, trickle: list[bytes]) -> tuple[bool, list[Any]]:
+    """Read for at most 40 x 0.2 s, sending one item of ``trickle`` each turn (or, without one, what h2
+    answers: no other frame may come inside a header block); whether the proxy closed the connection
+    first, and the h2 events received."""
+    import h2.exceptions
+
+    conn.settimeout(0.2)
+    events: list[Any] = []
+    for turn in range(min(40, len(trickle)) if trickle else 40):
+        try:
+            data = conn.recv(65536)
+            if data == b"":
+                return True, events
+            events += client.receive_data(data)
+        except TimeoutError:
+            pass
+        except (OSError, h2.exceptions.ProtocolError):
+            return True, events
+        try:
+            conn.sendall(trickle[turn] if trickle else client.data_to_send())
+        except OSError:
+            return True, events
+    return False, events
+
+
+def test_an_idle_http2_connection_gets_goaway_and_frees_its_slot(
+    make_local: LocalFactory, tls_iap: IapProxy, signed_in: str
+) -> None:
+    import h2.config
+    import h2.connection
+    import h2.events
+
+    local = make_local(max_connections=1, head_timeout=1.0)
+    client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding=None))
+    client.initiate_connection()
+    client.send_headers(1, _h2_request(local.port, b"/api/v1/projects"), end_stream=True)
+
+    with socket.create_connection(("127.0.0.1", local.port), timeout=20) as conn:
+        conn.sendall(client.data_to_send())
+        closed, events = _h2_closed_by_the_proxy(conn, client, [])
+
+    assert any(isinstance(e, h2.events.StreamEnded) and e.stream_id == 1 for e in events)
+    assert closed
+    assert any(isinstance(e, h2.events.ConnectionTerminated) for e in events)
+    assert requests.get(local.url + "/api/v1/projects", timeout=20).status_code == 200
+
+
+def test_http2_header_block_trickled_in_continuation_frames_closes_the_connection_despite_an_open_stream(
+    make_local: LocalFactory, tls_iap: IapProxy, signed_in: str
+) -> None:
+    import h2.config
+    import h2.connection
+    from h2.events import RemoteSettingsChanged, SettingsAcknowledged
+    from hyperframe.frame import ContinuationFrame, HeadersFrame
+
+    local = make_local(max_connections=1, head_timeout=1.0)
+    client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding=None))
+    client.initiate_connection()
+    # stream 1 stays open: a gRPC call whose request message never comes
+    grpc = {"content_type": b"application/grpc", "te": b"trailers"}
+    client.send_headers(1, _h2_request(local.port, b"/flyteidl.service.AdminService/ListProjects", **grpc))
+    block = client.encoder.encode(_h2_request(local.port, b"/api/v1/projects", x_pad=b"p" * 300))
+    first = HeadersFrame(3, block[:10], flags=["END_STREAM"])
+    trickle = [ContinuationFrame(3, block[at : at + 2]).serialize() for at in range(10, len(block), 2)]
+
+    with socket.create_connection(("127.0.0.1", local.port), timeout=20) as conn:
+        conn.sendall(client.data_to_send())
+        settled = set()
+        while len(settled) < 2 and (data := conn.recv(65536)):
+            events = client.receive_data(data)
+            settled.update(
+                type(e) for e in events if isinstance(e, (RemoteSettingsChanged, SettingsAcknowledged))
+            )
+            conn.sendall(client.data_to_send())
+        conn.sendall(first.serialize())
+        closed, _ = _h2_closed_by_the_proxy(conn, client, trickle)
+
+    assert len(trickle) > 40  # the block would not have been complete by the end of the loop
+    assert closed
+    assert requests.get(local.url + "/api/v1/projects", timeout=20).status_code == 200
