@@ -7,8 +7,14 @@ import urllib.parse
 
 from flyte_iap.local_proxy._h2peer import Headers
 
-#: HTTP status of the proxy's own answers -> the gRPC status a gRPC client gets instead.
-_GRPC_STATUS = {400: 13, 403: 7, 405: 12, 407: 16, 502: 14, 503: 14}
+#: HTTP status of the proxy's own answers -> the gRPC status a gRPC client gets instead. 400, 403,
+#: 502 and 503 as a client maps them when an intermediary's answer has no grpc-status
+#: (grpc/grpc@3e6851f:doc/http-grpc-status-mapping.md). That table says INTERNAL for 431, but it is
+#: for clients guessing; the proxy knows its reason: metadata over a size limit, which gRPC itself
+#: reports as RESOURCE_EXHAUSTED (grpc/grpc@0276060:doc/statuscodes.md, "larger than configured
+#: limit"). 405 (CONNECT) is UNIMPLEMENTED, 407 (no session secret) UNAUTHENTICATED ("incorrect
+#: auth metadata", ibid.). Anything else is UNKNOWN (2).
+_GRPC_STATUS = {400: 13, 403: 7, 405: 12, 407: 16, 431: 8, 502: 14, 503: 14}
 #: Up to this many bytes of DATA waiting on one stream are forwarded in one go.
 COALESCE = 256 * 1024
 

@@ -348,6 +348,7 @@ class LocalProxy:
         size = sum(len(name) + len(value) + 32 for name, value in upstream_headers)
         if size > MAX_HEADER_LIST:
             # sent on, it would make the endpoint close the shared connection: every request on it fails
+            self.note_refusal(431)
             return (
                 431,
                 f"flyte-iap proxy: request headers too large ({size} bytes, at most {MAX_HEADER_LIST})",

@@ -45,6 +45,7 @@ def test_header_list_too_large_for_iap_is_431_and_the_shared_connection_survives
     answer = _exchange(local, b"GET /api/v1/projects HTTP/1.1\r\nHost: 127.0.0.1\r\n" + flood + b"\r\n")
 
     assert answer.startswith(b"HTTP/1.1 431 ")
+    assert local.refused == {431: 1}
     assert requests.get(local.url + "/api/v1/projects", timeout=20).status_code == 200
     assert local.upstream.connects == 1  # IAP never saw the flood, so never closed the connection
 
@@ -264,3 +265,32 @@ def test_http2_header_block_trickled_in_continuation_frames_closes_the_connectio
     assert len(trickle) > 40  # the block would not have been complete by the end of the loop
     assert closed
     assert requests.get(local.url + "/api/v1/projects", timeout=20).status_code == 200
+
+
+def test_grpc_request_with_headers_too_large_for_iap_gets_resource_exhausted_not_unknown(
+    local: LocalProxy, tls_iap: IapProxy
+) -> None:
+    import h2.config
+    import h2.connection
+    import h2.events
+
+    client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding=None))
+    client.initiate_connection()
+    # within the proxy's own 64 KiB header list limit; over it once the proxy adds the ID token
+    big = b"b" * (64 * 1024 - 600)
+    grpc = {"content_type": b"application/grpc", "te": b"trailers", "x_big": big}
+    client.send_headers(1, _h2_request(local.port, b"/flyteidl.service.AdminService/ListProjects", **grpc))
+    answer: list[tuple[bytes, bytes]] = []
+    with socket.create_connection(("127.0.0.1", local.port), timeout=20) as conn:
+        conn.sendall(client.data_to_send())
+        while not answer and (data := conn.recv(65536)):
+            for event in client.receive_data(data):
+                if isinstance(event, h2.events.ResponseReceived):
+                    answer = list(event.headers)
+            conn.sendall(client.data_to_send())
+
+    assert (b":status", b"200") in answer
+    assert (b"grpc-status", b"8") in answer  # RESOURCE_EXHAUSTED
+    assert b"too large" in dict(answer)[b"grpc-message"]
+    assert local.refused == {431: 1}
+    assert tls_iap.forwarded == []
