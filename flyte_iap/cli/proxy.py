@@ -43,7 +43,10 @@ def _say(message: str) -> None:
     "--allow-remote",
     is_flag=True,
     envvar="FLYTE_IAP_PROXY_ALLOW_REMOTE",
-    help="Accept a non-loopback --bind: others who reach it act as you (with the secret).",
+    help=(
+        "Accept a non-loopback --bind: others who reach it act as you (with the secret). "
+        "Plain HTTP: the secret and all traffic cross the network unencrypted; prefer an SSH tunnel."
+    ),
 )
 @option(
     "--require-secret",
