@@ -15,10 +15,16 @@ from typing import Any
 import h2.connection
 import h2.exceptions
 
-#: Flow-control windows the proxy advertises, per stream and per connection: large enough for loopback
-#: throughput, small enough that 100 streams with a stalled reader stay in tens of MiB.
+#: Flow-control windows the proxy advertises to the endpoint, per stream and per connection: large
+#: enough for responses over a long network path, small enough that 100 streams with a stalled reader
+#: stay in tens of MiB.
 STREAM_WINDOW = 1024 * 1024
 CONNECTION_WINDOW = 8 * 1024 * 1024
+#: The windows it advertises to its clients, for the request bodies it holds while the endpoint is
+#: slow to take them: loopback needs little to keep busy, and ``max_connections`` (256) clients that
+#: push bodies at a stalled endpoint then make the proxy hold at most 256 MiB (8 MiB windows: 2 GiB).
+CLIENT_STREAM_WINDOW = 512 * 1024
+CLIENT_CONNECTION_WINDOW = 1024 * 1024
 #: Bytes read from a socket at once.
 READ_SIZE = 256 * 1024
 
@@ -133,18 +139,22 @@ class H2Peer:
         if data and not self.closed:
             self.writer.write(data)
 
-    def advertise_windows(self, **settings: int) -> None:
+    def advertise_windows(
+        self, stream: int = STREAM_WINDOW, connection: int = CONNECTION_WINDOW, **settings: int
+    ) -> None:
         """Open the windows the peer may fill beyond the protocol's 64 KiB defaults.
 
         Args:
+            stream: bytes the peer may send on each stream before the proxy took them on.
+            connection: the same for all streams together.
             settings: more settings by ``SettingCodes`` name (``MAX_CONCURRENT_STREAMS=100``).
         """
         from h2.settings import SettingCodes
 
-        values = {SettingCodes.INITIAL_WINDOW_SIZE: STREAM_WINDOW}
+        values = {SettingCodes.INITIAL_WINDOW_SIZE: stream}
         values.update({SettingCodes[name]: value for name, value in settings.items()})
         self.conn.update_settings(values)
-        self.conn.increment_flow_control_window(CONNECTION_WINDOW - 65535)
+        self.conn.increment_flow_control_window(connection - 65535)
 
     def wake(self, stream_id: int | None = None) -> None:
         """The peer opened its window (one stream's, or the connection's when ``stream_id`` is falsy)."""

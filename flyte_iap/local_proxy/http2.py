@@ -12,7 +12,16 @@ import h2.events
 import h2.exceptions
 
 from flyte_iap.local_proxy import oauth_metadata
-from flyte_iap.local_proxy._h2peer import READ_SIZE, H2Peer, Headers, Queue, StreamGone, end_to_end
+from flyte_iap.local_proxy._h2peer import (
+    CLIENT_CONNECTION_WINDOW,
+    CLIENT_STREAM_WINDOW,
+    READ_SIZE,
+    H2Peer,
+    Headers,
+    Queue,
+    StreamGone,
+    end_to_end,
+)
 from flyte_iap.local_proxy._messages import COALESCE, get, grpc_error, origin_form, status_of
 from flyte_iap.local_proxy.upstream import UpstreamConnection
 
@@ -38,7 +47,9 @@ class H2Session(H2Peer):
 
     async def run(self) -> None:
         self.conn.initiate_connection()
-        self.advertise_windows(MAX_CONCURRENT_STREAMS=self.proxy.max_streams)
+        self.advertise_windows(
+            CLIENT_STREAM_WINDOW, CLIENT_CONNECTION_WINDOW, MAX_CONCURRENT_STREAMS=self.proxy.max_streams
+        )
         self.flush_now()
         data = self.initial
         try:
