@@ -21,12 +21,15 @@ Guarantees, because ``flyte-iap token`` runs many times in parallel under flytek
 * a corrupt or unreadable record (bad JSON, nested too deep, fields of the wrong type, larger than
   :data:`MAX_RECORD_BYTES`, not a regular file) is a cache miss and a warning in
   :attr:`TokenCache.warnings`, never an exception, and the file is left for the next write to replace;
-* nothing another user could have written is used: the directory must be owned by the effective user
-  and not writable by others (our own is tightened to 0700; a shared one such as ``/tmp`` or another
-  user's is refused), and every record and lock file is opened without following symlinks and must be
-  owned by us and writable by nobody else. Anything else is a :class:`~flyte_iap.errors.CacheError`
-  that names the path, on every path through the code (the fast path hands such a cache to the slow
-  path, which refuses it).
+* nothing another user could have written or read is used: the directory must be owned by the effective
+  user and private (mode 0700). As ssh treats ``~/.ssh``, only a directory flyte-iap owns is tightened:
+  the default one, or one it has just created. A directory the user named (``FLYTE_IAP_CACHE_DIR``,
+  ``FLYTE_IAP_STATE_DIR``, a path given to :class:`TokenCache`) that other users may enter, or that is a
+  symbolic link, is refused and never changed: ``FLYTE_IAP_CACHE_DIR=~`` must not chmod the home
+  directory. Every record and lock file is opened without following symlinks and must be owned by us
+  and writable by nobody else. Anything else is a :class:`~flyte_iap.errors.CacheError` that names the
+  path, on every path through the code (the fast path hands such a cache to the slow path, which
+  refuses it).
 
 This module is on the hot path: standard library only, nothing heavy at import.
 """
@@ -64,7 +67,6 @@ FORMAT_VERSION = 1
 MAX_RECORD_BYTES = 64 * 1024
 # Fields every record has, with their types; a record whose fields do not match is a miss.
 _STR_FIELDS = ("kind", "audience", "principal")
-_OWN_DIR_HINT = "set FLYTE_IAP_CACHE_DIR to a directory of your own, e.g. ~/.cache/flyte-iap"
 
 
 def default_cache_dir() -> Path:
@@ -84,6 +86,11 @@ def _default_dir() -> str:
     explicit = os.environ.get("FLYTE_IAP_CACHE_DIR")
     if explicit:
         return os.path.expanduser(explicit)
+    return _platform_dir()
+
+
+def _platform_dir() -> str:
+    """The cache directory flyte-iap picks itself when none is named: the one it may tighten."""
     if sys.platform == "win32" and os.environ.get("LOCALAPPDATA"):
         return os.path.join(os.environ["LOCALAPPDATA"], "flyte-iap")
     xdg = os.environ.get("XDG_CACHE_HOME")
@@ -100,15 +107,28 @@ class TokenCache:
 
     Args:
         directory: where the files live; defaults to :func:`default_cache_dir`.
+        own: whether flyte-iap chose ``directory`` itself (a default location), so that it may tighten a
+            looser mode to 0700. ``None``: only when it is the default cache directory. A directory the
+            user named that others may enter is refused instead, never changed.
+        setting: the environment variable that names this directory, for hints.
 
     ``kind`` is ``"user"`` or ``"sa"``. ``principal`` is whatever identifies the credential for that
     kind: the OAuth client ID for user tokens, the service account or credential source for
     service-account tokens.
     """
 
-    def __init__(self, directory: str | os.PathLike[str] | None = None) -> None:
+    def __init__(
+        self,
+        directory: str | os.PathLike[str] | None = None,
+        *,
+        own: bool | None = None,
+        setting: str = "FLYTE_IAP_CACHE_DIR",
+    ) -> None:
         # A plain string: the hot path reads with os.path and never imports pathlib.
         self._dir = os.fspath(directory) if directory is not None else _default_dir()
+        # Decided when a loose mode or a link asks for it: the warm path does not pay for the comparison.
+        self._own_given = own
+        self._setting = setting
         #: Human-readable warnings about records that were skipped (corrupt, unreadable, wrong mode).
         self.warnings: list[str] = []
 
@@ -216,30 +236,35 @@ class TokenCache:
         return record
 
     def _check_directory(self, *, create: bool) -> bool:
-        """Whether the directory exists and only we can write it (our own is tightened to 0700).
+        """Whether the directory exists and is ours alone (our own default one is tightened to 0700).
 
         Raises:
-            CacheError: it cannot be created or read, it is not a directory, or it is shared with or
-                owned by another user (never changed then: other programs rely on its mode).
+            CacheError: it cannot be created or read, it is not a directory, it is owned by another user,
+                or it is a directory the user named that others may enter or that is a symbolic link
+                (never changed then: it may be the home directory, or one other programs rely on).
         """
+        created = False
         try:
             if create:
-                os.makedirs(self._dir, mode=0o700, exist_ok=True)
-            info = os.stat(self._dir)
+                created = self._make_directory()
+            link = os.lstat(self._dir)
+            info = os.stat(self._dir) if stat.S_ISLNK(link.st_mode) else link
         except FileNotFoundError:
             if create:
-                raise CacheError(f"cannot create token cache directory {self._dir}", _OWN_DIR_HINT) from None
+                raise CacheError(
+                    f"cannot create token cache directory {self._dir}", self._own_dir_hint()
+                ) from None
             return False
         except OSError as exc:
             raise CacheError(
                 f"cannot {'create' if create else 'read'} token cache directory {self._dir}: {exc.strerror}",
-                "set FLYTE_IAP_CACHE_DIR to a directory you can write",
+                f"set {self._setting} to a directory you can write",
             ) from None
         if not stat.S_ISDIR(info.st_mode):
             raise CacheError(
                 f"cannot {'create' if create else 'use'} token cache directory {self._dir}: "
                 "it is not a directory",
-                _OWN_DIR_HINT,
+                self._own_dir_hint(),
             )
         if sys.platform == "win32":  # pragma: no cover - ACLs, not owners and modes
             return True
@@ -248,26 +273,63 @@ class TokenCache:
             raise CacheError(
                 f"token cache directory {self._dir} is owned by uid {info.st_uid}, not by you (uid {uid}); "
                 "flyte-iap only uses a token cache that is yours alone",
-                _OWN_DIR_HINT,
+                self._own_dir_hint(),
             )
-        if info.st_mode & 0o077:
-            if info.st_mode & 0o1000:
-                # Tighten our own directory; never a shared one such as /tmp (sticky bit), whose mode
-                # other programs rely on.
-                raise CacheError(
-                    f"token cache directory {self._dir} is shared with other users "
-                    f"(mode {info.st_mode & 0o7777:o}); flyte-iap does not change its mode",
-                    "set FLYTE_IAP_CACHE_DIR to a directory of your own, e.g. "
-                    + os.path.join(self._dir, "flyte-iap"),
-                )
-            try:
-                os.chmod(self._dir, 0o700)
-            except OSError as exc:
-                raise CacheError(
-                    f"cannot make token cache directory {self._dir} private (mode 0700): {exc.strerror}",
-                    _OWN_DIR_HINT,
-                ) from None
+        mode = info.st_mode & 0o7777
+        if stat.S_ISLNK(link.st_mode) and not self._own:
+            real = os.path.realpath(self._dir)
+            raise CacheError(
+                f"token cache directory {self._dir} is a symbolic link (to {real}); "
+                "flyte-iap does not follow a link to a directory you named",
+                f"set {self._setting} to the directory itself: {self._setting}={real}",
+            )
+        if not mode & 0o077:
+            return True
+        if mode & 0o1000:
+            # A shared directory such as /tmp (sticky bit), whose mode other programs rely on.
+            raise CacheError(
+                f"token cache directory {self._dir} is shared with other users "
+                f"(mode {mode:o}); flyte-iap does not change its mode",
+                f"set {self._setting} to a directory of your own, e.g. "
+                + os.path.join(self._dir, "flyte-iap"),
+            )
+        if not (created or (self._own and not stat.S_ISLNK(link.st_mode))):
+            # ssh's rule for ~/.ssh: a directory the user named is theirs to fix (it may be ~ itself).
+            raise CacheError(
+                f"token cache directory {self._dir} is open to other users (mode {mode:04o}); "
+                "flyte-iap keeps tokens only in a private directory and changes the mode only of one "
+                "it created",
+                f"if {self._dir} is meant for flyte-iap alone, run: chmod 700 {self._dir}; otherwise set "
+                f"{self._setting} to a new directory, e.g. {self._setting}="
+                + os.path.join(self._dir, "flyte-iap"),
+            )
+        try:
+            os.chmod(self._dir, 0o700)
+        except OSError as exc:
+            raise CacheError(
+                f"cannot make token cache directory {self._dir} private (mode 0700): {exc.strerror}",
+                self._own_dir_hint(),
+            ) from None
         return True
+
+    @property
+    def _own(self) -> bool:
+        if self._own_given is None:
+            self._own_given = os.path.abspath(self._dir) == os.path.abspath(_platform_dir())
+        return self._own_given
+
+    def _make_directory(self) -> bool:
+        """Create the directory (0700) if it does not exist; whether this call created it."""
+        parent = os.path.dirname(os.path.abspath(self._dir))
+        os.makedirs(parent, exist_ok=True)
+        try:
+            os.mkdir(self._dir, 0o700)
+        except FileExistsError:
+            return False
+        return True
+
+    def _own_dir_hint(self) -> str:
+        return f"set {self._setting} to a directory of your own, e.g. ~/.cache/flyte-iap"
 
     # -- writing -----------------------------------------------------------------------------
 

@@ -75,7 +75,8 @@ def grant_store(cache: TokenCache) -> TokenCache | None:
         return None
     if os.path.abspath(where) == own:
         return None
-    store = TokenCache(where)
+    # The platform's state dir is ours to tighten; one named in FLYTE_IAP_STATE_DIR is the user's.
+    store = TokenCache(where, own=not explicit_state, setting="FLYTE_IAP_STATE_DIR")
     store.warnings = cache.warnings  # one list: the CLI prints them all
     return store
 

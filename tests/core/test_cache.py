@@ -46,11 +46,37 @@ def test_directory_is_0700_and_files_0600_whatever_the_umask(tmp_path: Path) -> 
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX modes")
-def test_an_existing_group_readable_directory_is_tightened(tmp_path: Path) -> None:
+def test_an_existing_group_readable_directory_is_tightened_only_when_flyte_iap_owns_it(
+    tmp_path: Path,
+) -> None:
     (tmp_path / "c").mkdir(mode=0o755)
     os.chmod(tmp_path / "c", 0o755)
-    TokenCache(tmp_path / "c").write("sa", AUD, "metadata", {"id_token": "t"})
+
+    with pytest.raises(CacheError, match=r"is open to other users \(mode 0755\)"):
+        TokenCache(tmp_path / "c").write("sa", AUD, "metadata", {"id_token": "t"})
+    assert stat.S_IMODE((tmp_path / "c").stat().st_mode) == 0o755
+
+    TokenCache(tmp_path / "c", own=True).write("sa", AUD, "metadata", {"id_token": "t"})
     assert stat.S_IMODE((tmp_path / "c").stat().st_mode) == 0o700
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX modes")
+def test_the_default_directory_is_flyte_iaps_own_and_a_named_one_is_not(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("FLYTE_IAP_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    default = tmp_path / "xdg" / "flyte-iap"
+    default.mkdir(parents=True, mode=0o755)
+    os.chmod(default, 0o755)
+
+    assert TokenCache().read("sa", AUD, "metadata") is None  # a read tightens the default directory
+    assert stat.S_IMODE(default.stat().st_mode) == 0o700
+
+    os.chmod(default, 0o755)
+    monkeypatch.setenv("FLYTE_IAP_CACHE_DIR", str(tmp_path / "xdg" / ".." / "xdg" / "flyte-iap"))
+    assert TokenCache().read("sa", AUD, "metadata") is None  # naming the default spells the same directory
+    assert stat.S_IMODE(default.stat().st_mode) == 0o700
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX modes")

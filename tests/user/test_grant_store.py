@@ -127,3 +127,37 @@ def test_flyte_iap_state_dir_names_the_grant_directory(
     assert len(_files(tmp_path / "grants")) == 1
     assert "refresh_token" not in (TokenCache().read("user", aud, fake_google.DESKTOP_CLIENT_ID) or {})
     assert os.environ["FLYTE_IAP_CACHE_DIR"]  # the cache stays where it was
+
+
+def test_the_default_state_dir_when_loose_is_tightened(
+    fake_google: FakeGoogle, aud: str, default_dirs: tuple[Path, Path]
+) -> None:
+    _, state_dir = default_dirs
+    state_dir.mkdir(parents=True)
+    os.chmod(state_dir, 0o755)
+
+    _login(fake_google, aud)
+
+    assert len(_files(state_dir)) == 1
+    assert stat.S_IMODE(state_dir.stat().st_mode) == 0o700
+
+
+def test_a_loose_flyte_iap_state_dir_is_refused_with_its_variable_in_the_hint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flyte_iap.errors import CacheError
+
+    named = tmp_path / "grants"
+    named.mkdir()
+    os.chmod(named, 0o755)
+    monkeypatch.setenv("FLYTE_IAP_STATE_DIR", str(named))
+    store = grant_store(TokenCache())
+    assert store is not None
+
+    with pytest.raises(CacheError) as caught:
+        store.read(KIND, "aud", "client")
+
+    assert f"{named} is open to other users (mode 0755)" in caught.value.message
+    assert f"chmod 700 {named}" in caught.value.hint
+    assert f"FLYTE_IAP_STATE_DIR={named / 'flyte-iap'}" in caught.value.hint
+    assert stat.S_IMODE(named.stat().st_mode) == 0o755
