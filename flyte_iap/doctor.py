@@ -46,7 +46,7 @@ import socket
 import ssl
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import flyte_iap
@@ -281,7 +281,50 @@ def _step_iap_accepts(run: Run) -> Check:
         return Check("iap-accepts", SKIP, "not run: the tls check failed")
     if run.iap is False:
         return Check("iap-accepts", SKIP, _no_iap(run))
-    return _check_authenticated(run.base, run.token, run.verify, run.timeout)
+    check = _check_authenticated(run.base, run.token, run.verify, run.timeout)
+    if (
+        check.status == FAIL
+        and run.principal == "service account"
+        and "audience doesn't match" in check.detail
+    ):
+        check = replace(check, fix=_service_account_audience_fix(run, check.detail))
+    return check
+
+
+def _service_account_audience_fix(run: Run, detail: str) -> str:
+    """IAP refused a service account's ID token's audience: another client, or the managed client."""
+    from flyte_iap.discovery import discover_client_id
+
+    default_port = 443 if run.secure else 80
+    app_url = run.base if run.port != default_port else run.base.rsplit(":", 1)[0]
+    sa_jwt = f"flyte-iap sa-jwt --url {app_url}"
+    expected = _expected_audiences(detail)
+    try:
+        discovered = discover_client_id(run.base, timeout=run.timeout, ca_cert=run.ca_cert)
+    except FlyteIapError:
+        discovered = None
+    if discovered and expected and discovered not in expected:
+        # The client IAP signs browsers in with is not one it accepts in ID tokens: Google's managed
+        # client, which gives no programmatic access (no service-account ID token can name it).
+        return (
+            f"IAP at {app_url} signs in with OAuth client {discovered}, which it does not accept as an ID "
+            f"token's audience: the Google-managed client. A service account gets in with a signed JWT "
+            f"instead: `{sa_jwt}` as the proxy command (flyte-iap config --service-account-jwt writes it)"
+        )
+    if discovered and discovered in expected:
+        return (
+            f"the token was minted for another OAuth client: use --audience {discovered} in the proxy command"
+        )
+    return (
+        "the token was minted for another OAuth client: use IAP's client for this backend as --audience; "
+        f"if the app uses the Google-managed OAuth client, use `{sa_jwt}` instead"
+    )
+
+
+def _expected_audiences(detail: str) -> list[str]:
+    """The audiences IAP names in its "doesn't match expected value (A, B)" answer."""
+    match = re.search(r"expected value \((.*)\)\)\s*$", detail)
+    return [a.strip() for a in match.group(1).split(",")] if match else []
 
 
 def _step_grpc(run: Run) -> Check:
@@ -589,8 +632,8 @@ def _iap_fix(status: int, body: str, email: str | None) -> str:
     lowered = body.lower()
     for needle, fix in _FIXES:
         if needle in lowered:
-            expected = re.search(r"expected value \(([^)]*)\)", body)
-            return fix.format(expected=expected.group(1) if expected else "<the IAP OAuth client ID>")
+            expected = ", ".join(_expected_audiences(body)) or "<the IAP OAuth client ID>"
+            return fix.format(expected=expected)
     return (
         "if the Desktop OAuth client is new, allowlist it for programmatic access "
         "(IAP settings: programmatic_clients); see " + _doc("troubleshooting.html")

@@ -129,3 +129,53 @@ def test_another_server_answering_instead_of_iap_also_skips_iap_accepts(
 
     assert _check(report, "iap-enforced").status == "fail"
     assert _check(report, "iap-accepts").status == "skip"
+
+
+def test_a_service_account_id_token_refused_by_an_app_on_the_managed_client_gets_the_sa_jwt_fix(
+    make_proxy: ProxyFactory, fake_google: FakeGoogle
+) -> None:
+    proxy = make_proxy(google_managed=True, programmatic_clients=[fake_google.DESKTOP_CLIENT_ID])
+    sa = fake_google.metadata_service_account
+
+    report = run_checks(
+        proxy.url, AUD, service_account=True, token_provider=lambda: fake_google.mint_id_token(AUD, email=sa)
+    )
+
+    accepts = _check(report, "iap-accepts")
+    assert accepts.status == "fail"
+    assert "audience doesn't match" in accepts.detail
+    assert f"signs in with OAuth client {AUD}" in (accepts.fix or "")
+    assert "the Google-managed client" in (accepts.fix or "")
+    assert f"`flyte-iap sa-jwt --url {proxy.url}`" in (accepts.fix or "")
+
+
+def test_a_service_account_id_token_for_another_client_of_a_custom_client_app_is_told_the_right_audience(
+    make_proxy: ProxyFactory, fake_google: FakeGoogle
+) -> None:
+    proxy = make_proxy()
+    sa = fake_google.metadata_service_account
+    other = "999999999999-staging.apps.googleusercontent.com"
+
+    report = run_checks(
+        proxy.url,
+        other,
+        service_account=True,
+        token_provider=lambda: fake_google.mint_id_token(other, email=sa),
+    )
+
+    accepts = _check(report, "iap-accepts")
+    assert (
+        accepts.fix
+        == f"the token was minted for another OAuth client: use --audience {AUD} in the proxy command"
+    )
+
+
+def test_the_audience_fix_names_iaps_expected_value_whole_when_it_holds_parentheses(
+    make_proxy: ProxyFactory, fake_google: FakeGoogle
+) -> None:
+    proxy = make_proxy(google_managed=True)  # no programmatic clients: the emulator says so in parentheses
+    report = run_checks(proxy.url, AUD, token_provider=lambda: fake_google.mint_id_token(AUD))
+
+    assert "use --audience (no programmatic clients), IAP's client" in (
+        _check(report, "iap-accepts").fix or ""
+    )
