@@ -130,7 +130,8 @@ def test_corrupt_cache_file_is_a_warning_and_a_miss(
     fake_google: FakeGoogle, sa_token: Runner, aud: str, isolated_env: Path
 ) -> None:
     path = TokenCache().path("sa", aud, "metadata")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    # A cache dir the user names must be theirs alone (0700), as ssh requires of ~/.ssh.
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     path.write_text("{half a record")
 
     result = sa_token()
