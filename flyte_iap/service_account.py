@@ -917,6 +917,18 @@ def _generate_id_token(caller: _Caller, target: str, delegates: list[str], audie
             f"({member} needs {OPENID_TOKEN_CREATOR} on it)",
             grant,
         )
+    return iamcredentials_result(response, target, what, "token", "a token")
+
+
+def iamcredentials_result(response: Any, target: str, what: str, field: str, description: str) -> str:
+    """The string ``field`` of an IAM Credentials answer, after its 403 was handled by the caller.
+
+    Raises:
+        CredentialsError: HTTP 404, no such service account.
+        InvalidTokenError: HTTP 200 without ``field`` (``description`` names it in the message).
+    """
+    from flyte_iap import transport
+
     if response.status == 404:
         raise CredentialsError(
             f"service account {target} does not exist (iamcredentials answered HTTP 404)",
@@ -925,9 +937,10 @@ def _generate_id_token(caller: _Caller, target: str, delegates: list[str], audie
     if response.status != 200:
         raise transport.api_error(response, what)
     payload = response.json()
-    token = payload.get("token") if isinstance(payload, dict) else None
-    if not isinstance(token, str) or not token:
+    value = payload.get(field) if isinstance(payload, dict) else None
+    if not isinstance(value, str) or not value:
         raise InvalidTokenError(
-            f"{what} answered HTTP 200 without a token", "check the FLYTE_IAP_IAMCREDENTIALS_URI override"
+            f"{what} answered HTTP 200 without {description}",
+            "check the FLYTE_IAP_IAMCREDENTIALS_URI override",
         )
-    return token
+    return value

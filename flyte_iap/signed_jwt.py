@@ -279,6 +279,7 @@ def _sign_locally(source: CredentialSource, audience: str) -> str:
 
 def _sign_jwt(caller: _Caller, target: str, delegates: list[str], audience: str) -> str:
     """IAM Credentials ``signJwt`` for ``target``, called by ``caller``."""
+    from flyte_iap import service_account as sa
     from flyte_iap import transport
 
     what = "iamcredentials signJwt"
@@ -306,21 +307,7 @@ def _sign_jwt(caller: _Caller, target: str, delegates: list[str], audience: str)
             f"({_api_message(response)})",
             grant,
         )
-    if response.status == 404:
-        raise CredentialsError(
-            f"service account {target} does not exist (iamcredentials answered HTTP 404)",
-            "check the email: gcloud iam service-accounts list --project PROJECT",
-        )
-    if response.status != 200:
-        raise transport.api_error(response, what)
-    payload = response.json()
-    token = payload.get("signedJwt") if isinstance(payload, dict) else None
-    if not isinstance(token, str) or not token:
-        raise InvalidTokenError(
-            f"{what} answered HTTP 200 without a signed JWT",
-            "check the FLYTE_IAP_IAMCREDENTIALS_URI override",
-        )
-    return token
+    return sa.iamcredentials_result(response, target, what, "signedJwt", "a signed JWT")
 
 
 def _api_message(response: Any) -> str:

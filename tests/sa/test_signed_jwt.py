@@ -106,6 +106,31 @@ def test_missing_token_creator_role_names_the_role_and_the_grant_command(
     )
 
 
+def test_sign_jwt_answer_without_a_signed_jwt_is_an_error_not_output(
+    fake_google: FakeGoogle, sa_jwt: Runner, user_adc: Path, no_metadata: None
+) -> None:
+    fake_google.allow_impersonation(fake_google.user_email, DEPLOYER_SA)
+    fake_google.malformed_next(path="/v1/projects/-/serviceAccounts/")
+
+    result = sa_jwt("--impersonate-service-account", DEPLOYER_SA)
+
+    error, hint = error_lines(result)
+    assert result.stdout == ""
+    assert "iamcredentials signJwt answered HTTP 200 without a signed JWT" in error
+    assert "FLYTE_IAP_IAMCREDENTIALS_URI" in hint
+
+
+def test_signing_for_an_account_that_does_not_exist_names_it(
+    fake_google: FakeGoogle, sa_jwt: Runner, user_adc: Path, no_metadata: None
+) -> None:
+    missing = "nobody@fake-project.iam.gserviceaccount.com"
+
+    error, hint = error_lines(sa_jwt("--impersonate-service-account", missing))
+
+    assert f"service account {missing} does not exist (iamcredentials answered HTTP 404)" in error
+    assert "gcloud iam service-accounts list" in hint
+
+
 def test_jwt_is_cached_and_a_warm_run_makes_no_request_and_loads_nothing_heavy(
     fake_google: FakeGoogle, run_sa: Runner, user_adc: Path, no_metadata: None
 ) -> None:
