@@ -30,6 +30,28 @@ def _notify(message: str) -> None:
     click.echo(message, err=True)
 
 
+def _sign_in_settings(
+    profile: str | None,
+    endpoint: str | None,
+    audience: str | None,
+    client_id: str | None,
+    client_secrets_file: str | None,
+    client_secret_gcp_secret: str | None,
+    store: str | None,
+) -> tuple[str, str | None, str | None, str | None, str | None]:
+    """`login`'s and `token`'s settings: the options, then the profile, then the discovered audience."""
+    o = with_profile(
+        profile,
+        audience=audience,
+        client_id=client_id,
+        client_secrets_file=client_secrets_file,
+        client_secret_gcp_secret=client_secret_gcp_secret,
+        store=store,
+    )
+    audience = _audience(o["audience"], o["client_id"], o["client_secrets_file"], endpoint)
+    return audience, o["client_id"], o["client_secrets_file"], o["client_secret_gcp_secret"], o["store"]
+
+
 def _audience(
     audience: str | None, client_id: str | None, client_secrets_file: str | None, endpoint: str | None = None
 ) -> str:
@@ -165,17 +187,10 @@ def login_command(
     """
     from flyte_iap.user_tokens import login_user
 
-    o = with_profile(
-        profile,
-        audience=audience,
-        client_id=client_id,
-        client_secrets_file=client_secrets_file,
-        client_secret_gcp_secret=client_secret_gcp_secret,
-        store=store,
+    audience, client_id, client_secrets_file, client_secret_gcp_secret, store = _sign_in_settings(
+        profile, endpoint, audience, client_id, client_secrets_file, client_secret_gcp_secret, store
     )
-    audience, client_id, client_secrets_file = o["audience"], o["client_id"], o["client_secrets_file"]
-    client_secret_gcp_secret, store = o["client_secret_gcp_secret"], o["store"] or "file"
-    audience = _audience(audience, client_id, client_secrets_file, endpoint)
+    store = store or "file"
     with token_cache() as cache:
         result = login_user(
             audience,
@@ -231,17 +246,9 @@ def token_command(
     """
     from flyte_iap.user_tokens import get_user_id_token
 
-    o = with_profile(
-        profile,
-        audience=audience,
-        client_id=client_id,
-        client_secrets_file=client_secrets_file,
-        client_secret_gcp_secret=client_secret_gcp_secret,
-        store=store,
+    audience, client_id, client_secrets_file, client_secret_gcp_secret, store = _sign_in_settings(
+        profile, endpoint, audience, client_id, client_secrets_file, client_secret_gcp_secret, store
     )
-    audience, client_id, client_secrets_file = o["audience"], o["client_id"], o["client_secrets_file"]
-    client_secret_gcp_secret, store = o["client_secret_gcp_secret"], o["store"]
-    audience = _audience(audience, client_id, client_secrets_file, endpoint)
     with token_cache(deadline=True) as cache:
         token = get_user_id_token(
             audience,
