@@ -24,3 +24,20 @@ ProxyFactory = Callable[..., "IapProxy"]
 Served = tuple[subprocess.Popen[str], dict[str, str]]
 #: ``serve(*args) -> Served`` from the ``serve`` fixture (tests/testing/conftest.py).
 ServeFactory = Callable[..., Served]
+
+
+def run_no_terminal(
+    command: list[str], args: tuple[str, ...], env: dict[str, str | None], timeout: float
+) -> subprocess.CompletedProcess[str]:
+    """Run ``command + args`` with no terminal, in this environment changed by ``env`` (None removes)."""
+    import os
+
+    full = dict(os.environ)
+    for name, value in env.items():
+        if value is None:
+            full.pop(name, None)
+        else:
+            full[name] = value
+    return subprocess.run(
+        [*command, *args], env=full, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout
+    )

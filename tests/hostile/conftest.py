@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from helpers import run_no_terminal
 from helpers.hostile import OTHER_UID, Runner
 
 from flyte_iap.cache import TokenCache
@@ -34,20 +35,8 @@ def cli() -> Runner:
     """
 
     def run(*args: str, timeout: float = 60, **env: str | None) -> subprocess.CompletedProcess[str]:
-        full = dict(os.environ)
-        for name, value in env.items():
-            if value is None:
-                full.pop(name, None)
-            else:
-                full[name] = value
-        return subprocess.run(
-            [sys.executable, "-c", "from flyte_iap._entry import main; main()", *args],
-            env=full,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
+        entry = [sys.executable, "-c", "from flyte_iap._entry import main; main()"]
+        return run_no_terminal(entry, args, env, timeout)
 
     return run
 

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import run_no_terminal
 from helpers.sa import CI_SA, JWT_SUBJECT_TOKEN, POOL_PROVIDER, Runner, write_json
 
 from flyte_iap.testing import FakeGoogle
@@ -32,20 +33,7 @@ def run_sa() -> Runner:
     """
 
     def run(*args: str, timeout: float = 60, **env: str | None) -> subprocess.CompletedProcess[str]:
-        full = dict(os.environ)
-        for name, value in env.items():
-            if value is None:
-                full.pop(name, None)
-            else:
-                full[name] = value
-        return subprocess.run(
-            [sys.executable, "-m", "flyte_iap", *args],
-            env=full,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
+        return run_no_terminal([sys.executable, "-m", "flyte_iap"], args, env, timeout)
 
     return run
 
