@@ -97,6 +97,19 @@ class H1Session:
         if len(begun) == 2:
             return await self._local(*begun, [])
         upstream, stream_id, token = begun
+        if no_body:
+            # h11 ends a body-less request at once (no more bytes needed): no task to pump a body
+            ended = self.conn.next_event()
+            try:
+                if not isinstance(ended, h11.EndOfMessage):
+                    upstream.reset(stream_id)
+                    return False
+                return await self._pump_response(upstream, stream_id, responses, method, token)
+            except asyncio.CancelledError:
+                upstream.reset(stream_id)
+                raise
+            finally:
+                upstream.forget(stream_id)
         body = asyncio.ensure_future(self._pump_request(upstream, stream_id, no_body))
         answer = asyncio.ensure_future(self._pump_response(upstream, stream_id, responses, method, token))
         try:

@@ -29,14 +29,18 @@ if TYPE_CHECKING:
     from flyte_iap.local_proxy.server import LocalProxy
 
 
+def new_h2() -> h2.connection.H2Connection:
+    """The HTTP/2 state of one client connection (the server side), as the proxy sets it up."""
+    return h2.connection.H2Connection(h2.config.H2Configuration(client_side=False, header_encoding=None))
+
+
 class H2Session(H2Peer):
     """One client connection."""
 
     def __init__(
         self, proxy: LocalProxy, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, initial: bytes
     ) -> None:
-        config = h2.config.H2Configuration(client_side=False, header_encoding=None)
-        super().__init__(h2.connection.H2Connection(config=config), writer)
+        super().__init__(new_h2(), writer)
         self.proxy = proxy
         self.reader = reader
         self.initial = initial
@@ -152,16 +156,21 @@ class H2Session(H2Peer):
                 self._local(stream_id, *begun, [], grpc=grpc)
                 return
             upstream, upstream_id, token = begun
-            pump = asyncio.ensure_future(
-                self._pump_request(requests, upstream, upstream_id, stream_id)
-                if not no_body
-                else asyncio.sleep(0)
+            # A unary request (gRPC, Connect) is often whole by now: it leaves in the headers' write.
+            whole = None if no_body else requests.whole_body(upstream.room(upstream_id))
+            if whole is not None:
+                upstream.send_last(upstream_id, whole[0])
+                self.ack(stream_id, whole[1])
+            pump = (
+                asyncio.ensure_future(self._pump_request(requests, upstream, upstream_id, stream_id))
+                if not no_body and whole is None
+                else None
             )
             try:
                 rewrite = grpc and path == oauth_metadata.METHOD
                 await self._pump_response(stream_id, responses, upstream, upstream_id, token, grpc, rewrite)
             finally:
-                if not pump.done():
+                if pump is not None and not pump.done():
                     pump.cancel()
         except asyncio.CancelledError:
             # the client reset the stream, or the proxy is stopping

@@ -84,7 +84,7 @@ def _hostname(url: str) -> str | None:
 
 def _is_loopback(host: str) -> bool:
     host = host.strip("[]").lower()
-    if host in _LOOPBACK_NAMES:
+    if host in _LOOPBACK_NAMES or host == "127.0.0.1":  # the common answer, without parsing
         return True
     try:
         return ipaddress.ip_address(host).is_loopback

@@ -101,7 +101,7 @@ class TokenSource:
     def _start_fetch(self) -> asyncio.Future[str]:
         loop = asyncio.get_running_loop()
         rejected = self._rejected
-        future = loop.run_in_executor(None, self._fetch, rejected)
+        future = loop.run_in_executor(None, self._fetch_checked, rejected)
         self._inflight = future
 
         def done(f: asyncio.Future[str]) -> None:
@@ -117,12 +117,15 @@ class TokenSource:
         future.add_done_callback(done)
         return future
 
+    def _fetch_checked(self, rejected: str | None) -> str:
+        """``fetch``, whose answer must be a JWT with an expiry: else its callers get the error."""
+        token = self._fetch(rejected)
+        _expiry(token)
+        return token
+
     def _store(self, token: str) -> None:
-        exp = decode_claims(token).get("exp")
-        if not isinstance(exp, int | float) or isinstance(exp, bool):
-            raise InvalidTokenError("the ID token has no expiry (exp)", "report this: Google always sets exp")
+        self._expires = _expiry(token)
         self._token = token
-        self._expires = float(exp)
         self._rejected = None
 
     def _background_done(self, future: asyncio.Future[str]) -> None:
@@ -132,3 +135,20 @@ class TokenSource:
         exc = future.exception()
         if exc is not None and self._on_background_error is not None:
             self._on_background_error(exc)
+
+
+def _expiry(token: object) -> float:
+    """The ``exp`` of an ID token.
+
+    Raises:
+        InvalidTokenError: not a JWT, or no numeric ``exp``.
+    """
+    if not isinstance(token, str):
+        raise InvalidTokenError(
+            f"the token source returned {type(token).__name__}, not an ID token",
+            "a TokenSource fetch must return the ID token as text",
+        )
+    exp = decode_claims(token).get("exp")
+    if not isinstance(exp, int | float) or isinstance(exp, bool):
+        raise InvalidTokenError("the ID token has no expiry (exp)", "report this: Google always sets exp")
+    return float(exp)

@@ -20,9 +20,19 @@ import h2.events
 import h2.exceptions
 
 from flyte_iap.errors import TransportError
-from flyte_iap.local_proxy._h2peer import READ_SIZE, H2Peer, Headers, Queue
+from flyte_iap.local_proxy._h2peer import H2Peer, Headers, Queue
 
 _CONNECT_TIMEOUT = 15.0
+
+
+def new_h2() -> h2.connection.H2Connection:
+    """The HTTP/2 state of one connection to the endpoint (the client side), as the proxy sets it up."""
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding=None))
+    # h2 sends proxy-authorization never-indexed (right: it stays out of the compression context),
+    # so every request carries the ~1 KB token again; Huffman-coding it in pure Python cost about
+    # 0.3 ms per request (cProfile), more than sending the raw bytes. Only the upstream side skips it.
+    conn.encoder.encode = functools.partial(conn.encoder.encode, huffman=False)  # type: ignore[method-assign]
+    return conn
 
 
 class UpstreamConnection(H2Peer):
@@ -33,7 +43,6 @@ class UpstreamConnection(H2Peer):
         #: upstream stream id -> the queue of that exchange's response events
         self.responses: dict[int, Queue] = {}
         self.goaway = False
-        self._task: asyncio.Task[None] | None = None
 
     def has_room(self) -> bool:
         if self.closed or self.goaway:
@@ -52,39 +61,33 @@ class UpstreamConnection(H2Peer):
     def forget(self, stream_id: int) -> None:
         self.responses.pop(stream_id, None)
 
-    def start(self, reader: asyncio.StreamReader) -> None:
-        self._task = asyncio.ensure_future(self._read(reader))
-
     def close(self) -> None:
         super().close()
-        if self._task is not None:
-            self._task.cancel()
+        self._closed("the connection to the endpoint closed")
 
-    async def _read(self, reader: asyncio.StreamReader) -> None:
-        reason = "the connection to the endpoint closed"
+    def received(self, data: bytes) -> None:
+        """Bytes from the endpoint, handled in the transport's callback (see :class:`_Feed`)."""
+        if self.closed:
+            return
         try:
-            while True:
-                data = await reader.read(READ_SIZE)
-                if not data:
-                    break
-                try:
-                    events = self.conn.receive_data(data)
-                except h2.exceptions.ProtocolError as exc:
-                    reason = f"the endpoint broke HTTP/2 ({type(exc).__name__})"
-                    break
-                for event in events:
-                    self._on_event(event)
-                self.flush_now()
-        except (ConnectionError, OSError, ssl.SSLError) as exc:
-            reason = f"the connection to the endpoint failed ({type(exc).__name__})"
-        finally:
-            self.closed = True
-            self.wake()
-            for responses in self.responses.values():
-                responses.put("gone", reason)
-            self.responses.clear()
-            with contextlib.suppress(Exception):
-                self.writer.close()
+            events = self.conn.receive_data(data)
+        except h2.exceptions.ProtocolError as exc:
+            self.flush_now()  # h2's GOAWAY, written before the connection closes
+            self._closed(f"the endpoint broke HTTP/2 ({type(exc).__name__})")
+            return
+        for event in events:
+            self._on_event(event)
+        self.flush_now()
+
+    def _closed(self, reason: str) -> None:
+        """The connection is over: every exchange still on it hears why."""
+        self.closed = True
+        self.wake()
+        responses, self.responses = self.responses, {}
+        for queue in responses.values():
+            queue.put("gone", reason)
+        with contextlib.suppress(Exception):
+            self.writer.close()
 
     def _on_event(self, event: h2.events.Event) -> None:
         if isinstance(event, h2.events.WindowUpdated):
@@ -120,6 +123,53 @@ class UpstreamConnection(H2Peer):
             self.responses.pop(stream_id, None)
             self.wake(stream_id)
             responses.put("reset", event.error_code)
+
+
+class _Feed(asyncio.StreamReaderProtocol):
+    """Hands what the endpoint sends to its :class:`UpstreamConnection` in the transport's callback.
+
+    A stream reader would buffer each read for a task to pick up on the next pass of the event loop;
+    handled at once, a response's frames reach the client one pass sooner and a pass cheaper (there is
+    nothing to hold back: HTTP/2 flow control bounds what the endpoint may send). Writing still goes
+    through the :class:`asyncio.StreamWriter` (and its ``drain``) built on this protocol.
+    """
+
+    def __init__(self, reader: asyncio.StreamReader) -> None:
+        super().__init__(reader)
+        self._connection: UpstreamConnection | None = None
+        self._early: list[bytes] = []  # arrived with the TLS handshake, before the connection existed
+        self._ended: str | None = None
+
+    def attach(self, connection: UpstreamConnection) -> None:
+        self._connection = connection
+        for data in self._early:
+            connection.received(data)
+        self._early.clear()
+        if self._ended is not None:
+            connection._closed(self._ended)
+
+    def data_received(self, data: bytes) -> None:
+        if self._connection is None:
+            self._early.append(data)
+        else:
+            self._connection.received(data)
+
+    def eof_received(self) -> bool:
+        self._end("the connection to the endpoint closed")
+        return super().eof_received()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if exc is None:
+            self._end("the connection to the endpoint closed")
+        else:
+            self._end(f"the connection to the endpoint failed ({type(exc).__name__})")
+        super().connection_lost(exc)
+
+    def _end(self, reason: str) -> None:
+        if self._connection is None:
+            self._ended = self._ended or reason
+        elif not self._connection.closed:
+            self._connection._closed(reason)
 
 
 class Upstream:
@@ -183,10 +233,13 @@ class Upstream:
 
     async def _connect(self) -> UpstreamConnection:
         where = f"{self.host}:{self.port}"
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader()
+        feed = _Feed(reader)
         try:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(
-                    self.connect_host, self.port, ssl=self._ssl, server_hostname=self.host
+            transport, _ = await asyncio.wait_for(
+                loop.create_connection(
+                    lambda: feed, self.connect_host, self.port, ssl=self._ssl, server_hostname=self.host
                 ),
                 timeout=_CONNECT_TIMEOUT,
             )
@@ -200,6 +253,7 @@ class Upstream:
             raise TransportError(message, _NET_HINT) from None
         except (OSError, ssl.SSLError) as exc:
             raise TransportError(f"cannot connect to {where}: {exc.strerror or exc}", _NET_HINT) from None
+        writer = asyncio.StreamWriter(transport, feed, reader, loop)
         ssl_object: Any = writer.get_extra_info("ssl_object")
         if ssl_object is None or ssl_object.selected_alpn_protocol() != "h2":
             writer.close()
@@ -207,17 +261,11 @@ class Upstream:
                 f"{where} did not offer HTTP/2 (ALPN h2)",
                 "the proxy forwards over HTTP/2, as IAP's load balancer serves it; check --endpoint",
             )
-        config = h2.config.H2Configuration(client_side=True, header_encoding=None)
-        conn = h2.connection.H2Connection(config=config)
-        # h2 sends proxy-authorization never-indexed (right: it stays out of the compression context),
-        # so every request carries the ~1 KB token again; Huffman-coding it in pure Python cost about
-        # 0.3 ms per request (cProfile), more than sending the raw bytes. Only the upstream side skips it.
-        conn.encoder.encode = functools.partial(conn.encoder.encode, huffman=False)  # type: ignore[method-assign]
-        connection = UpstreamConnection(conn, writer)
+        connection = UpstreamConnection(new_h2(), writer)
         connection.conn.initiate_connection()
         connection.advertise_windows()
         connection.flush_now()
-        connection.start(reader)
+        feed.attach(connection)
         self.connects += 1
         return connection
 

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from flyte_iap.errors import LoginRequiredError
+from flyte_iap.errors import InvalidTokenError, LoginRequiredError
 from flyte_iap.local_proxy.tokens import REFRESH_AHEAD, RETRY_AFTER, TokenSource
 
 
@@ -148,3 +148,29 @@ def test_rejected_token_is_handed_to_the_fetch_and_replaced() -> None:
 def test_time_module_clock_is_the_default() -> None:
     source = TokenSource(lambda rejected: _token(time.time() + 3600))
     assert asyncio.run(source.get()).count(".") == 2
+
+
+@pytest.mark.parametrize(
+    ("answer", "message"),
+    [
+        ("not-a-jwt", "malformed ID token"),
+        (_token(0).rpartition(".")[0].rpartition(".")[0] + ".e30.c2ln", "no expiry"),  # payload {}
+        (None, "returned NoneType, not an ID token"),
+    ],
+)
+def test_a_fetch_answering_something_that_is_not_an_id_token_is_an_error_for_its_callers(
+    answer: object, message: str
+) -> None:
+    """A custom fetch's bad answer reaches the callers as an error (the proxy's 503 with a hint), is not
+    sent on as a token, and raises nowhere else (an asyncio callback's traceback on the log)."""
+    clock = Clock()
+    source = TokenSource(lambda rejected: answer, clock=clock)  # type: ignore[arg-type,return-value]
+    stray: list[dict[str, object]] = []
+
+    async def get() -> str:
+        asyncio.get_running_loop().set_exception_handler(lambda loop, context: stray.append(context))
+        return await source.get()
+
+    with pytest.raises(InvalidTokenError, match=message):
+        asyncio.run(get())
+    assert stray == []
