@@ -101,10 +101,12 @@ class H1Session:
             # h11 ends a body-less request at once (no more bytes needed): no task to pump a body
             ended = self.conn.next_event()
             try:
-                if not isinstance(ended, h11.EndOfMessage):
+                answered = isinstance(ended, h11.EndOfMessage) and await self._pump_response(
+                    upstream, stream_id, responses, method, token
+                )
+                if not answered:  # the client left mid-answer: the endpoint stops sending it
                     upstream.reset(stream_id)
-                    return False
-                return await self._pump_response(upstream, stream_id, responses, method, token)
+                return answered
             except asyncio.CancelledError:
                 upstream.reset(stream_id)
                 raise
@@ -121,6 +123,8 @@ class H1Session:
                 return False
             sent = body.result()
             keep = await answer
+            if not keep:  # the client left mid-answer: the endpoint stops sending it
+                upstream.reset(stream_id)
             return sent and keep
         finally:
             for task in (body, answer):

@@ -160,6 +160,7 @@ class H2Session(H2Peer):
             whole = None if no_body else requests.whole_body(upstream.room(upstream_id))
             if whole is not None:
                 upstream.send_last(upstream_id, whole[0])
+                await upstream.drain()  # as the pump does: the client may send more once it is taken
                 self.ack(stream_id, whole[1])
             pump = (
                 asyncio.ensure_future(self._pump_request(requests, upstream, upstream_id, stream_id))

@@ -51,7 +51,13 @@ class UpstreamConnection(H2Peer):
         return self.conn.open_outbound_streams < limit
 
     def open_stream(self, headers: Headers, responses: Queue, *, end_stream: bool = False) -> int:
-        """Send a request's headers; response events will arrive on ``responses``."""
+        """Send a request's headers; response events will arrive on ``responses``.
+
+        Raises:
+            h2.exceptions.ProtocolError: the connection is closed (nothing would ever answer).
+        """
+        if self.closed:
+            raise h2.exceptions.ProtocolError("the connection to the endpoint is closed")
         stream_id = self.conn.get_next_available_stream_id()
         self.conn.send_headers(stream_id, headers, end_stream=end_stream)
         self.responses[stream_id] = responses
@@ -140,13 +146,19 @@ class _Feed(asyncio.StreamReaderProtocol):
         self._early: list[bytes] = []  # arrived with the TLS handshake, before the connection existed
         self._ended: str | None = None
 
-    def attach(self, connection: UpstreamConnection) -> None:
+    def attach(self, connection: UpstreamConnection) -> str | None:
+        """Start handing bytes to ``connection``, those that came early first.
+
+        Returns:
+            Why the connection is already over (the endpoint closed it during the handshake), or None.
+        """
         self._connection = connection
         for data in self._early:
             connection.received(data)
         self._early.clear()
-        if self._ended is not None:
+        if self._ended is not None and not connection.closed:
             connection._closed(self._ended)
+        return (self._ended or "the connection to the endpoint closed") if connection.closed else None
 
     def data_received(self, data: bytes) -> None:
         if self._connection is None:
@@ -265,7 +277,9 @@ class Upstream:
         connection.conn.initiate_connection()
         connection.advertise_windows()
         connection.flush_now()
-        feed.attach(connection)
+        ended = feed.attach(connection)
+        if ended is not None:
+            raise TransportError(f"{where} closed the connection at once: {ended}", _NET_HINT)
         self.connects += 1
         return connection
 
