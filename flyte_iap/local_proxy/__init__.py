@@ -42,16 +42,21 @@ Why h11 + h2 over asyncio (sans-IO framing, hand-written plumbing):
 * h2 (python-hyper, used by httpx, hypercorn and this project's IAP emulator) and h11 (used by httpcore,
   uvicorn and hypercorn) implement the framing, HPACK, flow-control accounting and HTTP/1.1 parsing;
   what is written here is the forwarding between them, the policy and the token handling.
-* Measured (``nox -s bench``, benchmarks/bench_local_proxy.py, the real ``flyte-iap proxy`` process
-  against the IAP emulator on TLS, calls alternating with direct ones, on a shared 2-core machine at a
-  load average near 10): 0.85-0.96 ms p50 added per unary gRPC call and 0.9-1.1 ms per REST call
-  (0.7-0.9 ms of the proxy's own CPU per call); a 64 MiB server stream at 54-101 % of the direct rate
-  from run to run (78 % in the last), bounded by the shared CPUs rather than the proxy, whose own CPU
-  is 5-7 ms per MiB (130-190 MiB/s alone on a core); 52-59 MiB peak RSS with 100 concurrent streams,
-  about 49 MiB of it the interpreter with google-auth loaded before any traffic. cProfile showed the
-  costs are h2's per-frame work and, before it was turned off upstream, HPACK's pure-Python Huffman
-  coding of the never-indexed token (0.3 ms per request). We found no maintained Python binding of a
-  C HTTP/2 stack that proxies trailers; grpcio's C core proxies only gRPC.
+* Measured (``nox -s bench -- -k local_proxy --runs 300``, benchmarks/bench_local_proxy.py: the real
+  ``flyte-iap proxy`` process against the IAP emulator on TLS, calls alternating with direct ones, on a
+  shared 2-core machine, six runs): 0.94-1.03 ms p50 added per unary gRPC call and 0.90-1.09 ms per
+  REST GET (1.0-1.1 ms of the proxy's own CPU per call, 90 % of it user time); a 64 MiB server stream
+  at 78-92 % of the direct rate (8 ms of the proxy's CPU per MiB: 125 MiB/s alone on a core); 53-55 MiB
+  peak RSS with 100 concurrent streams, 48 MiB of it the interpreter with google-auth loaded before any
+  traffic. Where the time goes: h2's own framing, HPACK and header checks are about 0.37 ms of a unary
+  call (the benchmark measures them in process, without I/O); the rest is asyncio's transports and
+  TLS, the syscalls of a loopback hop, and the forwarding here, which sends a unary request's body with
+  its headers, answers a body-less HTTP/1.1 request without extra tasks and reads the endpoint's bytes
+  in the transport callback. Two costs were removed outright: HPACK's pure-Python Huffman coding of
+  the never-indexed token upstream (0.3 ms per request), and hyperframe hex-encoding each DATA frame's
+  whole payload for a trace line nobody logs (13 us per 16 KiB frame, see ``_h2peer``). uvloop would
+  take another 7-12 % off (measured) at the cost of a dependency; we found no maintained Python binding
+  of a C HTTP/2 stack that proxies trailers, and grpcio's C core proxies only gRPC.
 * Importing it costs about 40 ms (h2, hpack, hyperframe, h11): only ``flyte-iap proxy`` pays it; the
   warm ``flyte-iap token`` path never imports this package.
 
