@@ -533,8 +533,10 @@ class LoadedConfig:
         path: the file read.
         endpoint: ``https://host[:port]`` (or ``http://`` when ``admin.insecure`` is true).
         audience: ``--audience`` of ``admin.proxyCommand``, or None when it has none.
-        mode: ``user`` (``flyte-iap token``), ``service-account`` (``flyte-iap sa-token``), or None when
-            the proxy command is not flyte-iap's.
+        mode: ``user`` (``flyte-iap token``), ``service-account`` (``flyte-iap sa-token``),
+            ``service-account-jwt`` (``flyte-iap sa-jwt``), or None when the proxy command is not
+            flyte-iap's.
+        url: ``--url`` of a ``flyte-iap sa-jwt`` proxy command (its JWT's audience).
         client_id: ``--client-id`` of the proxy command.
         impersonate_service_account: ``--impersonate-service-account`` of the proxy command.
         key_file: ``--key-file`` of the proxy command.
@@ -545,6 +547,7 @@ class LoadedConfig:
     endpoint: str
     audience: str | None
     mode: str | None = None
+    url: str | None = None
     client_id: str | None = None
     impersonate_service_account: str | None = None
     key_file: str | None = None
@@ -616,7 +619,8 @@ def read_config(path: str | os.PathLike[str]) -> LoadedConfig:
     """Read endpoint, audience and token mode from a Flyte client config (``~/.flyte/config.yaml``).
 
     The audience is the ``--audience`` of ``admin.proxyCommand`` when that command is flyte-iap's
-    (``flyte-iap token`` or ``sa-token``, by any path); another proxy command yields ``audience=None``.
+    (``flyte-iap token`` or ``sa-token``, by any path); ``flyte-iap sa-jwt`` has a ``--url`` instead,
+    and another proxy command yields ``audience=None``.
 
     Args:
         path: the file; ``~`` is expanded. At most :data:`MAX_CONFIG_BYTES` are read; a FIFO, a
@@ -652,12 +656,15 @@ def read_config(path: str | os.PathLike[str]) -> LoadedConfig:
     command = command or []
     mode = None
     if len(command) >= 2 and Path(command[0]).name == "flyte-iap":
-        mode = {"token": "user", "sa-token": "service-account"}.get(command[1])
+        mode = {"token": "user", "sa-token": "service-account", "sa-jwt": "service-account-jwt"}.get(
+            command[1]
+        )
     return LoadedConfig(
         path=target,
         endpoint=endpoint,
         audience=_flag(command, "--audience") if mode else None,
         mode=mode,
+        url=_flag(command, "--url") if mode == "service-account-jwt" else None,
         client_id=_flag(command, "--client-id") if mode else None,
         impersonate_service_account=_flag(command, "--impersonate-service-account") if mode else None,
         key_file=_flag(command, "--key-file") if mode else None,

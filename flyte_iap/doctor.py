@@ -52,7 +52,7 @@ from typing import Any
 import flyte_iap
 from flyte_iap import DOCS_URL
 from flyte_iap.client_config import split_endpoint
-from flyte_iap.errors import FlyteIapError, LoginRequiredError
+from flyte_iap.errors import ConfigurationError, FlyteIapError, LoginRequiredError
 from flyte_iap.idtoken import decode_claims, seconds_left
 
 PASS, FAIL, SKIP = "pass", "fail", "skip"
@@ -119,9 +119,11 @@ class Report:
 
 def run_checks(
     endpoint: str,
-    audience: str,
+    audience: str | None,
     *,
     service_account: bool = False,
+    service_account_jwt: bool = False,
+    jwt_url: str | None = None,
     impersonate_service_account: str | None = None,
     key_file: str | None = None,
     client_id: str | None = None,
@@ -134,8 +136,11 @@ def run_checks(
 
     Args:
         endpoint: flyteadmin behind IAP (``https://host``, ``host[:port]``; ``http://`` for local fakes).
-        audience: the IAP OAuth client ID tokens are minted for.
+        audience: the IAP OAuth client ID tokens are minted for; None with ``service_account_jwt``.
         service_account: mint a service account's token instead of the user's.
+        service_account_jwt: a service account's signed JWT instead (``flyte-iap sa-jwt``), whose
+            audience is the app's URL (``https://HOST/*``); ``audience`` must then be None.
+        jwt_url: that URL, as the proxy command's ``sa-jwt --url`` gives it (default: the endpoint's).
         impersonate_service_account: service-account mode, minting for this account.
         key_file: service-account mode, with this key file.
         client_id: user mode, the Desktop OAuth client of the stored sign-in.
@@ -154,9 +159,29 @@ def run_checks(
     secure = not insecure
     port = port or (443 if secure else 80)
     base = f"{'https' if secure else 'http'}://{host if ':' not in host else f'[{host}]'}:{port}"
-    sa_mode = bool(service_account or impersonate_service_account or key_file)
+    sa_mode = bool(service_account or service_account_jwt or impersonate_service_account or key_file)
+    if service_account_jwt:
+        from flyte_iap.signed_jwt import get_service_account_jwt, jwt_audience
+
+        if audience is not None:
+            raise ConfigurationError(
+                "--audience does not apply to a service account's signed JWT",
+                "its audience is the endpoint's URL (https://HOST/*): drop --audience",
+            )
+        default_port = 443 if secure else 80
+        url = jwt_url or (base if port != default_port else base.rsplit(":", 1)[0])
+        audience = jwt_audience(url)
+    elif audience is None:
+        raise ConfigurationError("no audience", "pass --audience, the IAP OAuth client ID")
     if token_provider is None:
-        if sa_mode:
+        if service_account_jwt:
+
+            def token_provider() -> str:
+                return get_service_account_jwt(
+                    url, impersonate_service_account=impersonate_service_account, key_file=key_file
+                )
+
+        elif sa_mode:
 
             def token_provider() -> str:
                 return flyte_iap.get_service_account_id_token(
@@ -180,6 +205,7 @@ def run_checks(
         min_cert_days=min_cert_days,
         mint=token_provider,
         principal="service account" if sa_mode else "user",
+        kind="signed JWT" if service_account_jwt else "ID token",
     )
     report = Report(endpoint=base, audience=audience)
     for name, step in STEPS:
@@ -208,6 +234,8 @@ class Run:
     min_cert_days: int
     mint: Callable[[], str]
     principal: str
+    #: what is minted: "ID token", or "signed JWT" (a service account's, for ``audience`` = the URL)
+    kind: str = "ID token"
     #: outcomes so far, by check name
     results: dict[str, Check] = field(default_factory=dict)
     #: a verified connection is possible (the tls check did not rule it out)
@@ -259,12 +287,20 @@ def _step_token(run: Run) -> Check:
         return _not_signed_in(run.audience, exc)
     except FlyteIapError as exc:
         return Check("token", FAIL, exc.message, exc.hint)
-    return Check("token", PASS, f"minted a {run.principal} ID token")
+    return Check("token", PASS, f"minted a {run.principal} {run.kind}")
 
 
 def _step_audience(run: Run) -> Check:
     if run.token is None:
         return Check("audience", SKIP, "not run: no token")
+    if run.kind == "signed JWT":
+        return _check_audience(
+            run.token,
+            run.audience,
+            what="the endpoint's URL",
+            fix="the JWT's aud must be the app's URL, https://HOST/*: run `flyte-iap sa-jwt --url` with the "
+            "endpoint's scheme and host only (flyte-iap config --service-account-jwt writes it)",
+        )
     return _check_audience(run.token, run.audience)
 
 
@@ -285,10 +321,27 @@ def _step_iap_accepts(run: Run) -> Check:
     if (
         check.status == FAIL
         and run.principal == "service account"
+        and run.kind == "ID token"
         and "audience doesn't match" in check.detail
     ):
         check = replace(check, fix=_service_account_audience_fix(run, check.detail))
+    fix = check.fix or ""
+    if (
+        check.status == FAIL
+        and run.kind == "signed JWT"
+        and ("programmatic_clients" in fix or "--audience" in fix)
+    ):
+        # a fix about OAuth clients or --audience would mislead: a signed JWT involves neither
+        check = replace(check, fix=_JWT_FIX)
     return check
+
+
+_JWT_FIX = (
+    "IAP refused the service account's signed JWT: its aud must be the app's URL (https://HOST/*, what "
+    "`flyte-iap sa-jwt --url` makes of the endpoint's scheme and host), it must be signed with a key of "
+    "that account (a key file, or IAM Credentials signJwt) and not live longer than the 3600 s of "
+    "Google's sample; see " + _doc("client/ci-and-workloads.html")
+)
 
 
 def _service_account_audience_fix(run: Run, detail: str) -> str:
@@ -568,7 +621,15 @@ def _check_unauthenticated(base: str, verify: bool | str, timeout: float) -> tup
     ), False
 
 
-def _check_audience(token: str, audience: str) -> Check:
+_AUDIENCE_FIX = (
+    "--audience must be the OAuth client ID of the IAP-protected backend (Security > "
+    "Identity-Aware Proxy > the backend's menu > Settings / OAuth client)"
+)
+
+
+def _check_audience(
+    token: str, audience: str, *, what: str = "--audience", fix: str = _AUDIENCE_FIX
+) -> Check:
     try:
         claims = decode_claims(token)
     except FlyteIapError as exc:
@@ -576,21 +637,29 @@ def _check_audience(token: str, audience: str) -> Check:
     who = claims.get("email") or claims.get("sub") or "?"
     left = seconds_left(claims)
     if claims.get("aud") != audience:
-        return Check(
-            "audience",
-            FAIL,
-            f"the token's aud is {claims.get('aud')!r}, not {audience!r}",
-            "--audience must be the OAuth client ID of the IAP-protected backend (Security > "
-            "Identity-Aware Proxy > the backend's menu > Settings / OAuth client)",
-        )
+        return Check("audience", FAIL, f"the token's aud is {claims.get('aud')!r}, not {audience!r}", fix)
     return Check(
         "audience",
         PASS,
-        f"aud matches --audience; the token names {who}, valid {left / 60:.0f} more min",
+        f"aud matches {what}; the token names {who}, valid {left / 60:.0f} more min",
     )
 
 
 _FIXES = [
+    (
+        "service account jwt audience",
+        "the JWT names another URL than this app's: make it with `flyte-iap sa-jwt --url` and the "
+        "endpoint's scheme and host only (its aud is then https://HOST/*, every path)",
+    ),
+    (
+        "service account jwt lifetime",
+        "IAP refused how long the JWT lives (exp - iat): flyte-iap sa-jwt makes them live 3600 s, as "
+        "Google's sample does; a JWT made elsewhere must not live longer",
+    ),
+    (
+        "issued in the future",
+        "the JWT's iat is ahead of Google's clock: check this machine's clock (NTP)",
+    ),
     (
         "audience doesn't match",
         "the token was minted for another OAuth client: use --audience {expected}, IAP's client for this "
@@ -672,11 +741,15 @@ def _check_authenticated(base: str, token: str, verify: bool | str, timeout: flo
 
 
 def _email(token: str) -> str | None:
+    """Who the token names: its ``email``, or a signed JWT's ``sub`` (a service account's e-mail)."""
     try:
-        email = decode_claims(token).get("email")
+        claims = decode_claims(token)
     except FlyteIapError:
         return None
-    return email if isinstance(email, str) else None
+    email = claims.get("email")
+    if not isinstance(email, str):
+        email = claims.get("sub")
+    return email if isinstance(email, str) and "@" in email else None
 
 
 def _reason(exc: BaseException) -> str:

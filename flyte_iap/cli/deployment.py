@@ -195,6 +195,12 @@ def config_command(
 )
 @option("--client-id", metavar="CLIENT_ID", help="User mode: the Desktop OAuth client of the stored sign-in.")
 @option("--service-account", is_flag=True, help="Mint a service account's token instead of the user's.")
+@option(
+    "--service-account-jwt",
+    is_flag=True,
+    help="Mint a service account's signed JWT (`flyte-iap sa-jwt`; for apps on the Google-managed "
+    "OAuth client): its audience is the endpoint's URL, so no --audience.",
+)
 @option("--impersonate-service-account", metavar="SA_EMAIL", help="Service-account mode, for this account.")
 @option(
     "--key-file",
@@ -238,6 +244,7 @@ def doctor_command(
     config_file: str | None,
     client_id: str | None,
     service_account: bool,
+    service_account_jwt: bool,
     impersonate_service_account: str | None,
     key_file: str | None,
     ca_cert: str | None,
@@ -261,6 +268,21 @@ def doctor_command(
     from flyte_iap import client_config
     from flyte_iap.doctor import FAIL, PASS, run_checks
 
+    jwt_url = None
+    if service_account_jwt and audience is not None:
+        from flyte_iap.errors import ConfigurationError
+
+        raise ConfigurationError(
+            "--audience does not apply to --service-account-jwt",
+            "a service account's signed JWT names the endpoint's URL (https://HOST/*): drop --audience",
+        )
+    if sdk == "flyte2" and service_account_jwt:
+        from flyte_iap.errors import ConfigurationError
+
+        raise ConfigurationError(
+            "--service-account-jwt is not checked with --sdk flyte2",
+            "check the signed JWT with --sdk flytekit (the HTTP checks through IAP are the same)",
+        )
     if sdk == "flyte2":
         report = _doctor_flyte2(
             endpoint,
@@ -276,6 +298,7 @@ def doctor_command(
     else:
         if (
             audience is None
+            and not service_account_jwt
             and endpoint
             and config_file is None
             and client_config.default_config_path() is None
@@ -286,10 +309,18 @@ def doctor_command(
             discovered = discover_client_id(endpoint, timeout=timeout, ca_cert=ca_cert)
             audience, how = choose_audience(discovered, client_id)
             click.echo(f"audience {audience} ({how}), from IAP's sign-in redirect", err=True)
-        if endpoint is None or audience is None:
+        if endpoint is None or (audience is None and not service_account_jwt):
             loaded = _doctor_config(config_file)
             endpoint = endpoint or loaded.endpoint
-            if audience is None:
+            if loaded.mode == "service-account-jwt" and audience is None:
+                # the proxy command is `flyte-iap sa-jwt --url URL`: its JWT names that URL
+                service_account_jwt = True
+                jwt_url = loaded.url
+                impersonate_service_account = (
+                    impersonate_service_account or loaded.impersonate_service_account
+                )
+                key_file = key_file or loaded.key_file
+            elif audience is None and not service_account_jwt:
                 audience = loaded.audience
                 # the token mode travels with the audience: both describe the same proxy command
                 client_id = client_id or loaded.client_id
@@ -299,19 +330,27 @@ def doctor_command(
                 )
                 key_file = key_file or loaded.key_file
             ca_cert = ca_cert or loaded.ca_cert_file
-            if audience is None:
+            if audience is None and not service_account_jwt:
                 from flyte_iap.errors import ConfigurationError
 
                 raise ConfigurationError(
                     f"{loaded.path} has no flyte-iap proxy command to take the audience from",
                     "pass --audience, the IAP OAuth client ID (or write the file with flyte-iap config)",
                 )
-            click.echo(f"settings from {loaded.path}: endpoint {endpoint}, audience {audience}", err=True)
-        echo_warnings(client_config.audience_warnings(audience))
+            named = (
+                f"the signed JWT's URL {jwt_url or endpoint}"
+                if service_account_jwt
+                else f"audience {audience}"
+            )
+            click.echo(f"settings from {loaded.path}: endpoint {endpoint}, {named}", err=True)
+        if audience is not None:
+            echo_warnings(client_config.audience_warnings(audience))
         report = run_checks(
             endpoint,
             audience,
             service_account=service_account,
+            service_account_jwt=service_account_jwt,
+            jwt_url=jwt_url,
             impersonate_service_account=impersonate_service_account,
             key_file=key_file,
             client_id=client_id,

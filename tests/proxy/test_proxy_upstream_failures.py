@@ -280,12 +280,18 @@ def test_an_endpoint_closing_right_after_the_handshake_gets_every_request_an_ans
 def test_settings_the_endpoint_sends_with_the_handshake_are_heeded(
     endpoint_dir: Path, proxy_to: object
 ) -> None:
-    """An endpoint allowing one stream per connection, saying so at once (TLS 1.2: its SETTINGS arrive
-    with the handshake's end): two overlapping requests take two connections, and both are answered."""
+    """An endpoint allowing one stream per connection says so at once (with TLS 1.2 its SETTINGS arrive
+    with the end of the handshake, before the proxy has set the connection up): after a first request
+    (by then the SETTINGS were read, early or not), two overlapping requests take two connections.
+
+    The endpoint's limit applies only once the proxy acknowledged it (RFC 9113 6.5.3): SETTINGS lost
+    before the connection was set up would leave both requests on the first connection.
+    """
     import concurrent.futures
 
     with _Endpoint(endpoint_dir, [], tls12=True, max_streams=1, delay=0.5) as endpoint:
         proxy = proxy_to(endpoint)  # type: ignore[operator]
+        assert _get(proxy) == (200, b"ok")
         with concurrent.futures.ThreadPoolExecutor(2) as pool:
             answers = list(pool.map(lambda _: _get(proxy), range(2)))
         assert answers == [(200, b"ok")] * 2
