@@ -188,14 +188,7 @@ def proxy_command(config: ClientConfig) -> list[str]:
             "service accounts need no OAuth client: drop --client-id",
         )
     if config.mode == "service-account-jwt":
-        host, port, insecure = split_endpoint(config.endpoint)
-        scheme = "http" if insecure else "https"
-        command = [
-            config.command,
-            "sa-jwt",
-            "--url",
-            f"{scheme}://{_hostport(host, port, default=80 if insecure else 443)}",
-        ]
+        command = [config.command, "sa-jwt", "--url", app_url(config.endpoint)]
         if config.impersonate_service_account:
             command += ["--impersonate-service-account", config.impersonate_service_account]
         return command
@@ -536,7 +529,8 @@ class LoadedConfig:
         mode: ``user`` (``flyte-iap token``), ``service-account`` (``flyte-iap sa-token``),
             ``service-account-jwt`` (``flyte-iap sa-jwt``), or None when the proxy command is not
             flyte-iap's.
-        url: ``--url`` of a ``flyte-iap sa-jwt`` proxy command (its JWT's audience).
+        url: ``--url`` of a ``flyte-iap sa-jwt`` proxy command (its JWT's audience), None without one.
+        profile: ``--profile`` of a flyte-iap proxy command (which then holds its other settings).
         client_id: ``--client-id`` of the proxy command.
         impersonate_service_account: ``--impersonate-service-account`` of the proxy command.
         key_file: ``--key-file`` of the proxy command.
@@ -548,6 +542,7 @@ class LoadedConfig:
     audience: str | None
     mode: str | None = None
     url: str | None = None
+    profile: str | None = None
     client_id: str | None = None
     impersonate_service_account: str | None = None
     key_file: str | None = None
@@ -604,6 +599,17 @@ def _bounded_text(path: Path) -> str:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise ConfigurationError(f"{path} is not UTF-8 text", hint) from None
+
+
+def app_url(endpoint: str) -> str:
+    """The app's URL for an endpoint, as a service-account JWT names it: scheme and host (and a port
+    other than the scheme's), no path: ``flyte.example.com:443`` -> ``https://flyte.example.com``.
+
+    Raises:
+        ConfigurationError: the endpoint cannot be parsed.
+    """
+    host, port, insecure = split_endpoint(endpoint)
+    return f"{'http' if insecure else 'https'}://{_hostport(host, port, default=80 if insecure else 443)}"
 
 
 def _flag(command: list[str], name: str) -> str | None:
@@ -664,7 +670,8 @@ def read_config(path: str | os.PathLike[str]) -> LoadedConfig:
         endpoint=endpoint,
         audience=_flag(command, "--audience") if mode else None,
         mode=mode,
-        url=_flag(command, "--url") if mode == "service-account-jwt" else None,
+        url=(_flag(command, "--url") or None) if mode == "service-account-jwt" else None,
+        profile=_flag(command, "--profile") if mode else None,
         client_id=_flag(command, "--client-id") if mode else None,
         impersonate_service_account=_flag(command, "--impersonate-service-account") if mode else None,
         key_file=_flag(command, "--key-file") if mode else None,

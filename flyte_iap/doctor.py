@@ -168,8 +168,9 @@ def run_checks(
                 "--audience does not apply to a service account's signed JWT",
                 "its audience is the endpoint's URL (https://HOST/*): drop --audience",
             )
-        default_port = 443 if secure else 80
-        url = jwt_url or (base if port != default_port else base.rsplit(":", 1)[0])
+        from flyte_iap.client_config import app_url
+
+        url = jwt_url or app_url(endpoint)  # what `flyte-iap config --service-account-jwt` writes
         audience = jwt_audience(url)
     elif audience is None:
         raise ConfigurationError("no audience", "pass --audience, the IAP OAuth client ID")
@@ -293,6 +294,15 @@ def _step_token(run: Run) -> Check:
 def _step_audience(run: Run) -> Check:
     if run.token is None:
         return Check("audience", SKIP, "not run: no token")
+    if run.kind == "signed JWT" and not run.audience.endswith("/*"):
+        return Check(
+            "audience",
+            FAIL,
+            f"the JWT's aud {run.audience!r} names one path of the app, and Flyte's clients call others "
+            "(gRPC: /flyteidl.service.AdminService/...)",
+            "give `flyte-iap sa-jwt --url` the app's URL without a path (its aud is then https://HOST/*, "
+            "every path); flyte-iap config --service-account-jwt writes it so",
+        )
     if run.kind == "signed JWT":
         return _check_audience(
             run.token,
@@ -326,16 +336,20 @@ def _step_iap_accepts(run: Run) -> Check:
     ):
         check = replace(check, fix=_service_account_audience_fix(run, check.detail))
     fix = check.fix or ""
-    if (
-        check.status == FAIL
-        and run.kind == "signed JWT"
-        and ("programmatic_clients" in fix or "--audience" in fix)
-    ):
-        # a fix about OAuth clients or --audience would mislead: a signed JWT involves neither
-        check = replace(check, fix=_JWT_FIX)
+    if check.status == FAIL and run.kind == "signed JWT":
+        if "signature is invalid" in check.detail.lower():
+            check = replace(check, fix=_JWT_SIGNATURE_FIX)
+        elif "programmatic_clients" in fix or "--audience" in fix:
+            # a fix about OAuth clients or --audience would mislead: a signed JWT involves neither
+            check = replace(check, fix=_JWT_FIX)
     return check
 
 
+_JWT_SIGNATURE_FIX = (
+    "IAP could not verify the JWT with the service account's public keys: the key that signed it (a key "
+    "file's private_key_id is its kid) was deleted or disabled, or belongs to another account; create a "
+    "new key, or sign through IAM Credentials signJwt (--impersonate-service-account, or no key file)"
+)
 _JWT_FIX = (
     "IAP refused the service account's signed JWT: its aud must be the app's URL (https://HOST/*, what "
     "`flyte-iap sa-jwt --url` makes of the endpoint's scheme and host), it must be signed with a key of "
@@ -645,6 +659,8 @@ def _check_audience(
     )
 
 
+#: (text in IAP's 401, fix). The three about service-account JWTs match the IAP emulator's messages,
+#: modelled on IAP's (Google does not publish them); other words for the same refusals get _JWT_FIX.
 _FIXES = [
     (
         "service account jwt audience",
@@ -687,11 +703,12 @@ _FIXES = [
 
 def _iap_fix(status: int, body: str, email: str | None) -> str:
     if status == 403:
-        member = (
-            f"user:{email}"
-            if email and not email.endswith("gserviceaccount.com")
-            else f"serviceAccount:{email}"
-        )
+        if email is None:
+            member = "user:EMAIL (or serviceAccount:SA_EMAIL)"
+        elif email.endswith("gserviceaccount.com"):
+            member = f"serviceAccount:{email}"
+        else:
+            member = f"user:{email}"
         return (
             f"grant roles/iap.httpsResourceAccessor (IAP-secured Web App User) to {member}: gcloud iap web "
             "add-iam-policy-binding --resource-type=backend-services --service=BACKEND_SERVICE "

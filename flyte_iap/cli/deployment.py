@@ -7,6 +7,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 import click
+from click.core import ParameterSource
 
 from flyte_iap.cli import cli
 from flyte_iap.cli._common import (
@@ -267,14 +268,25 @@ def doctor_command(
 
     from flyte_iap import client_config
     from flyte_iap.doctor import FAIL, PASS, run_checks
+    from flyte_iap.errors import ConfigurationError
 
     jwt_url = None
+    # FLYTE_IAP_AUDIENCE may be set for other commands; a signed JWT has no use for it
+    audience_from_env = (
+        click.get_current_context().get_parameter_source("audience") is ParameterSource.ENVIRONMENT
+    )
     if service_account_jwt and audience is not None:
-        from flyte_iap.errors import ConfigurationError
-
+        if not audience_from_env:
+            raise ConfigurationError(
+                "--audience does not apply to --service-account-jwt",
+                "a service account's signed JWT names the endpoint's URL (https://HOST/*): drop --audience",
+            )
+        echo_warnings(["FLYTE_IAP_AUDIENCE is not used with --service-account-jwt"])
+        audience = None
+    if service_account_jwt and client_id:
         raise ConfigurationError(
-            "--audience does not apply to --service-account-jwt",
-            "a service account's signed JWT names the endpoint's URL (https://HOST/*): drop --audience",
+            "--client-id (a Desktop OAuth client) is for user mode",
+            "a service account's signed JWT needs no OAuth client: drop --client-id",
         )
     if sdk == "flyte2" and service_account_jwt:
         from flyte_iap.errors import ConfigurationError
@@ -312,10 +324,22 @@ def doctor_command(
         if endpoint is None or (audience is None and not service_account_jwt):
             loaded = _doctor_config(config_file)
             endpoint = endpoint or loaded.endpoint
-            if loaded.mode == "service-account-jwt" and audience is None:
+            if loaded.mode and loaded.profile and (audience is None or audience_from_env):
+                raise ConfigurationError(
+                    f"{loaded.path}: the proxy command takes its settings from profile {loaded.profile!r}, "
+                    "which doctor does not read",
+                    "pass them as options: flyte-iap doctor --endpoint URL with --audience, or with "
+                    "--service-account-jwt (and --key-file or --impersonate-service-account, as in it)",
+                )
+            if loaded.mode == "service-account-jwt" and (audience is None or audience_from_env):
                 # the proxy command is `flyte-iap sa-jwt --url URL`: its JWT names that URL
+                if audience is not None:
+                    echo_warnings(
+                        [f"FLYTE_IAP_AUDIENCE is not used: {loaded.path}'s proxy command is sa-jwt"]
+                    )
+                    audience = None
                 service_account_jwt = True
-                jwt_url = loaded.url
+                jwt_url = _sa_jwt_url(loaded)
                 impersonate_service_account = (
                     impersonate_service_account or loaded.impersonate_service_account
                 )
@@ -331,8 +355,6 @@ def doctor_command(
                 key_file = key_file or loaded.key_file
             ca_cert = ca_cert or loaded.ca_cert_file
             if audience is None and not service_account_jwt:
-                from flyte_iap.errors import ConfigurationError
-
                 raise ConfigurationError(
                     f"{loaded.path} has no flyte-iap proxy command to take the audience from",
                     "pass --audience, the IAP OAuth client ID (or write the file with flyte-iap config)",
@@ -370,6 +392,31 @@ def doctor_command(
         click.echo(f"{passed}/{len(report.checks)} checks passed", err=True)
     if not report.ok:
         sys.exit(1)
+
+
+def _sa_jwt_url(loaded: LoadedConfig) -> str:
+    """The ``--url`` a config's ``flyte-iap sa-jwt`` proxy command signs for (else ``FLYTE_IAP_URL``,
+    as that command reads it).
+
+    Raises:
+        ConfigurationError: neither is set, or it is not the URL of an app: the command itself fails.
+    """
+    import os
+
+    from flyte_iap.errors import ConfigurationError
+    from flyte_iap.signed_jwt import jwt_audience
+
+    fix = "write it with flyte-iap config --service-account-jwt --endpoint URL"
+    url = loaded.url or os.environ.get("FLYTE_IAP_URL") or None
+    if url is None:
+        raise ConfigurationError(f"{loaded.path}: the proxy command `flyte-iap sa-jwt` has no --url", fix)
+    try:
+        jwt_audience(url)
+    except ConfigurationError:
+        raise ConfigurationError(
+            f"{loaded.path}: the proxy command's --url {url!r} is not the URL of an app", fix
+        ) from None
+    return url
 
 
 def _doctor_config(config_file: str | None) -> LoadedConfig:
