@@ -44,9 +44,9 @@ Why h11 + h2 over asyncio (sans-IO framing, hand-written plumbing):
   what is written here is the forwarding between them, the policy and the token handling.
 * Measured (``nox -s bench -- -k local_proxy --runs 300``, benchmarks/bench_local_proxy.py: the real
   ``flyte-iap proxy`` process against the IAP emulator on TLS, calls alternating with direct ones, on a
-  shared 2-core machine, six runs): 0.94-1.03 ms p50 added per unary gRPC call and 0.90-1.09 ms per
+  shared 2-core machine, nine runs): 0.94-1.03 ms p50 added per unary gRPC call and 0.90-1.09 ms per
   REST GET (1.0-1.1 ms of the proxy's own CPU per call, 90 % of it user time); a 64 MiB server stream
-  at 78-92 % of the direct rate (8 ms of the proxy's CPU per MiB: 125 MiB/s alone on a core); 53-55 MiB
+  at 78-92 % of the direct rate (8 ms of the proxy's CPU per MiB: 125 MiB/s alone on a core); 52-55 MiB
   peak RSS with 100 concurrent streams, 48 MiB of it the interpreter with google-auth loaded before any
   traffic. Where the time goes: h2's own framing, HPACK and header checks are about 0.37 ms of a unary
   call (the benchmark measures them in process, without I/O); the rest is asyncio's transports and
