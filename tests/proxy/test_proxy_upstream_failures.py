@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime
 import http.client
 import threading
 from collections.abc import Iterator
@@ -20,43 +19,13 @@ import h2.events
 import h2.exceptions
 import h2.settings
 import pytest
+from helpers.proxy import self_signed_certificate
 
 from flyte_iap.local_proxy import LocalProxy, TokenSource
 from flyte_iap.testing import FakeGoogle
 
 #: A DATA frame on stream 0, which RFC 9113 6.1 makes a connection error.
 _NOT_HTTP2 = b"\x00\x00\x04\x00\x00\x00\x00\x00\x00" + b"oops"
-
-
-def _self_signed(directory: Path) -> tuple[Path, Path]:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=2))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_file, key_file = directory / "endpoint.pem", directory / "endpoint.key"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    return cert_file, key_file
 
 
 class _Endpoint:
@@ -83,7 +52,7 @@ class _Endpoint:
     ) -> None:
         import ssl
 
-        self.cert, key = _self_signed(directory)
+        self.cert, key = self_signed_certificate(directory, "localhost")
         self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.context.load_cert_chain(self.cert, key)
         self.context.set_alpn_protocols(["h2"])
