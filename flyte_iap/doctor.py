@@ -327,7 +327,7 @@ def _step_iap_accepts(run: Run) -> Check:
         return Check("iap-accepts", SKIP, "not run: the tls check failed")
     if run.iap is False:
         return Check("iap-accepts", SKIP, _no_iap(run))
-    check = _check_authenticated(run.base, run.token, run.verify, run.timeout)
+    check = _check_authenticated(run.base, run.token, run.verify, run.timeout, jwt=run.kind == "signed JWT")
     if (
         check.status == FAIL
         and run.principal == "service account"
@@ -335,13 +335,6 @@ def _step_iap_accepts(run: Run) -> Check:
         and "audience doesn't match" in check.detail
     ):
         check = replace(check, fix=_service_account_audience_fix(run, check.detail))
-    fix = check.fix or ""
-    if check.status == FAIL and run.kind == "signed JWT":
-        if "signature is invalid" in check.detail.lower():
-            check = replace(check, fix=_JWT_SIGNATURE_FIX)
-        elif "programmatic_clients" in fix or "--audience" in fix:
-            # a fix about OAuth clients or --audience would mislead: a signed JWT involves neither
-            check = replace(check, fix=_JWT_FIX)
     return check
 
 
@@ -701,7 +694,16 @@ _FIXES = [
 ]
 
 
-def _iap_fix(status: int, body: str, email: str | None) -> str:
+#: The same for a service account's signed JWT: no OAuth client or --audience is involved (so IAP's
+#: ID-token audience refusal and anything unknown get _JWT_FIX), and its signature is the account's.
+_JWT_FIXES = [
+    (needle, _JWT_SIGNATURE_FIX if needle == "signature is invalid" else fix)
+    for needle, fix in _FIXES
+    if needle != "audience doesn't match"
+]
+
+
+def _iap_fix(status: int, body: str, email: str | None, *, jwt: bool = False) -> str:
     if status == 403:
         if email is None:
             member = "user:EMAIL (or serviceAccount:SA_EMAIL)"
@@ -716,17 +718,21 @@ def _iap_fix(status: int, body: str, email: str | None) -> str:
             + _doc("deploy/oauth-clients.html")
         )
     lowered = body.lower()
-    for needle, fix in _FIXES:
+    for needle, fix in _JWT_FIXES if jwt else _FIXES:
         if needle in lowered:
             expected = ", ".join(_expected_audiences(body)) or "<the IAP OAuth client ID>"
             return fix.format(expected=expected)
+    if jwt:
+        return _JWT_FIX
     return (
         "if the Desktop OAuth client is new, allowlist it for programmatic access "
         "(IAP settings: programmatic_clients); see " + _doc("troubleshooting.html")
     )
 
 
-def _check_authenticated(base: str, token: str, verify: bool | str, timeout: float) -> Check:
+def _check_authenticated(
+    base: str, token: str, verify: bool | str, timeout: float, *, jwt: bool = False
+) -> Check:
     import requests
 
     url = base + "/healthcheck"
@@ -741,7 +747,7 @@ def _check_authenticated(base: str, token: str, verify: bool | str, timeout: flo
             "iap-accepts",
             FAIL,
             f"IAP refused the token: HTTP {response.status_code}: {_body(response)}",
-            _iap_fix(response.status_code, response.text, email),
+            _iap_fix(response.status_code, response.text, email, jwt=jwt),
         )
     if response.status_code >= 500:
         return Check(

@@ -289,8 +289,6 @@ def doctor_command(
             "a service account's signed JWT needs no OAuth client: drop --client-id",
         )
     if sdk == "flyte2" and service_account_jwt:
-        from flyte_iap.errors import ConfigurationError
-
         raise ConfigurationError(
             "--service-account-jwt is not checked with --sdk flyte2",
             "check the signed JWT with --sdk flytekit (the HTTP checks through IAP are the same)",
